@@ -1,0 +1,117 @@
+"""Conversation emotion corpora as text: IEMOCAP (COSMIC 6-class split) and MELD (official split).
+
+Text is embedded with the packaged MiniLM encoder (:mod:`mmaffect.features.text`), cached on disk.
+
+IEMOCAP quirk kept on purpose: the COSMIC labels include 53 utterances labelled ``hap`` whose
+official label is ``xxx`` (no agreement). We keep COSMIC's labels so numbers compare with the
+ERC literature (conv-emotion, DialogueGCN, COSMIC), which trains and tests on exactly these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmaffect.data.dataset import AffectDataset
+from mmaffect.data.registry import register_dataset
+from mmaffect.data.text_features import text_modality
+from mmaffect.errors import DataError
+
+IEMOCAP6 = "iemocap_erc/iemocap_6class_cosmic.csv"
+IEMOCAP6_CLASSES = ["hap", "sad", "neu", "ang", "exc", "fru"]  # COSMIC coding 0..5
+MELD_FILES = {"train": "meld/train_sent_emo.csv", "valid": "meld/dev_sent_emo.csv",
+              "test": "meld/test_sent_emo.csv"}
+MELD_EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
+MELD_SENTIMENTS = ["neutral", "positive", "negative"]
+
+
+def read_csv(path: Path, columns: list[str], **kwargs) -> pd.DataFrame:
+    """Read a CSV, turning parse errors and missing columns into one-line errors naming the file."""
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(path, f"not a readable CSV file ({str(exc).splitlines()[0]})") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(path, f"missing columns {', '.join(missing)}")
+    return frame
+
+
+def class_ids(values: pd.Series, class_names: list[str], path: Path) -> np.ndarray:
+    """Map label names to ids; unknown labels are an error that lists them with their row numbers."""
+    lookup = {name: i for i, name in enumerate(class_names)}
+    ids = values.map(lookup)
+    bad = ids.isna()
+    if bad.any():
+        rows = ", ".join(f"row {i + 2} {values[i]!r}" for i in np.flatnonzero(bad.to_numpy())[:5])
+        raise DataError(path, f"{int(bad.sum())} unknown labels ({rows}); expected {', '.join(class_names)}")
+    return ids.to_numpy(np.int64)
+
+
+@register_dataset("iemocap6-text", files=(IEMOCAP6,), size=7433,
+                  description="IEMOCAP 6-class emotion, text (MiniLM), COSMIC split 5163/647/1623 "
+                              "(test = Session 5)")
+def load_iemocap6_text(root: Path, sequences: bool = False) -> AffectDataset:
+    path = root / IEMOCAP6
+    frame = read_csv(path, ["split", "dialogue_id", "utt_index", "utterance_id", "speaker", "label", "text"],
+                     keep_default_na=False)
+    text, recipe = text_modality(frame["text"].astype(str).tolist(), sequences)
+    session = frame["utterance_id"].str.slice(3, 5).astype(int).to_numpy()
+    speaker = (frame["utterance_id"].str.slice(0, 5) + frame["speaker"]).to_numpy(str)
+    return AffectDataset(
+        name="iemocap6-text",
+        ids=frame["utterance_id"].to_numpy(str),
+        modalities={"t": text},
+        label=torch.from_numpy(class_ids(frame["label"], IEMOCAP6_CLASSES, path)),
+        class_names=IEMOCAP6_CLASSES,
+        split=frame["split"].to_numpy(str),
+        fold=session,
+        dialogue_id=frame["dialogue_id"].to_numpy(str),
+        speaker=speaker,
+        utt_index=frame["utt_index"].to_numpy(np.int64),
+        group=speaker,
+        default_task="classification",
+        meta={**recipe, "labels": "COSMIC 6-class (53 official 'xxx' utterances labelled hap, kept)"},
+    )
+
+
+def _load_meld(root: Path, sequences: bool, column: str, class_names: list[str], name: str) -> AffectDataset:
+    frames = []
+    for split, rel in MELD_FILES.items():
+        frame = read_csv(root / rel, ["Utterance", "Speaker", column, "Dialogue_ID", "Utterance_ID"],
+                         keep_default_na=False)
+        frame["split"] = split
+        frame["label_id"] = class_ids(frame[column], class_names, root / rel)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    dialogue = frame["split"] + "_dia" + frame["Dialogue_ID"].astype(str)
+    text, recipe = text_modality(frame["Utterance"].astype(str).tolist(), sequences)
+    return AffectDataset(
+        name=name,
+        ids=(dialogue + "_utt" + frame["Utterance_ID"].astype(str)).to_numpy(str),
+        modalities={"t": text},
+        label=torch.from_numpy(frame["label_id"].to_numpy(np.int64)),
+        class_names=class_names,
+        split=frame["split"].to_numpy(str),
+        dialogue_id=dialogue.to_numpy(str),
+        speaker=frame["Speaker"].to_numpy(str),
+        utt_index=frame["Utterance_ID"].to_numpy(np.int64),
+        group=dialogue.to_numpy(str),
+        default_task="classification",
+        meta={**recipe, "split": "official MELD train/dev/test (dev used as valid)"},
+    )
+
+
+@register_dataset("meld7-text", files=tuple(MELD_FILES.values()), size=13708,
+                  description="MELD 7-class emotion, text (MiniLM), official split 9989/1109/2610")
+def load_meld7_text(root: Path, sequences: bool = False) -> AffectDataset:
+    return _load_meld(root, sequences, "Emotion", MELD_EMOTIONS, "meld7-text")
+
+
+@register_dataset("meld3-text", files=tuple(MELD_FILES.values()), size=13708,
+                  description="MELD 3-class sentiment, text (MiniLM), official split 9989/1109/2610")
+def load_meld3_text(root: Path, sequences: bool = False) -> AffectDataset:
+    return _load_meld(root, sequences, "Sentiment", MELD_SENTIMENTS, "meld3-text")

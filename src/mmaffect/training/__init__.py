@@ -1,0 +1,1 @@
+"""The generic trainer, experiment runs (seeds, folds, ablations), configs and checkpoints."""

@@ -1,0 +1,156 @@
+"""Experiment configuration: a YAML file, then command-line options, then ``--set key=value``.
+
+Every field has a default, so ``mmaffect train --dataset D --model M`` works without a file. A file
+looks like::
+
+    dataset: mosi-bclstm
+    model: tfn
+    model_args: {text_hidden: 128, dropout: 0.2}
+    seeds: 3
+    train: {lr: 0.001, batch_size: 64, patience: 20}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from mmaffect.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULERS = ("none", "cosine", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    """How one model is fitted. Selection and early stopping use the validation split only."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    eval_batch_size: int = 4096
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    warmup_epochs: int = 0
+    patience: int = 20
+    select: str = "loss"  # "loss" (lower is better) or a validation metric, e.g. f1_weighted
+    grad_clip: float | None = None
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    score_loss: str = "l1"
+    class_weights: str | None = None
+    checkpoint_seconds: float = 30.0  # how often the resumable training state is written
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"train.scheduler must be one of {', '.join(SCHEDULERS)}, not {self.scheduler!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError("train.lr must be > 0")
+
+
+@dataclass
+class CVConfig:
+    """Cross-validation: ``folds`` = K for stratified group K-fold, or ``"column"`` for the dataset's
+    own fold column (e.g. IEMOCAP sessions: leave-one-session-out)."""
+
+    folds: int | str = 5
+    group_by: str = "group"  # group | speaker | dialogue_id | none
+
+
+@dataclass
+class ExperimentConfig:
+    dataset: str = ""
+    model: str = ""
+    model_args: dict = field(default_factory=dict)
+    task: str | None = None
+    threshold: float | None = None
+    modalities: list[str] | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    standardize: bool = True
+    cv: CVConfig | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if not self.dataset:
+            raise ConfigError("no dataset given (--dataset or 'dataset:' in the config file)")
+        if not self.model:
+            raise ConfigError("no model given (--model or 'model:' in the config file)")
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
+        self.train.validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _coerce_seeds(value) -> list[int]:
+    """``3`` means seeds 0, 1, 2; a list is taken as is."""
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError("seeds must be >= 1")
+        return list(range(value))
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return value
+    raise ConfigError(f"seeds must be a count or a list of integers, not {value!r}")
+
+
+def _build(cls, raw: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown {where} option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**raw)
+
+
+def from_dict(raw: dict) -> ExperimentConfig:
+    raw = dict(raw)
+    train = _build(TrainConfig, raw.pop("train", None) or {}, "train")
+    cv = raw.pop("cv", None)
+    cv = _build(CVConfig, cv, "cv") if isinstance(cv, dict) else cv
+    if "seeds" in raw:
+        raw["seeds"] = _coerce_seeds(raw["seeds"])
+    if isinstance(raw.get("modalities"), str):
+        raw["modalities"] = raw["modalities"].split(",")
+    config = _build(ExperimentConfig, {**raw, "train": train, "cv": cv}, "config")
+    return config
+
+
+def load_config(path: str | Path | None, overrides: dict | None = None, sets: list[str] | None = None
+                ) -> ExperimentConfig:
+    """Merge the YAML file, then ``overrides`` (command-line options), then ``--set a.b=value`` items."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    for item in sets or []:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    config = from_dict(raw)
+    config.validate()
+    return config
+
+
+def _set_dotted(raw: dict, key: str, value) -> None:
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key}: {part} is not a mapping")
+    node[leaf] = value
