@@ -24,21 +24,26 @@ def _digits(metric: str) -> int:
 
 def format_results(results: dict) -> str:
     """The results table: metric | test mean ± std | valid mean ± std | published (same split)."""
-    published = {}
+    published, elsewhere = {}, []
     for ref in results.get("published", []):
-        published.setdefault(ref["metric"], []).append(
-            f"{ref['value']:g} {ref['model']}" + ("" if ref["comparable"] else " [n/c]"))
+        if ref["comparable"]:
+            published.setdefault(ref["metric"], []).append(f"{ref['value']:g} {ref['model']}")
+        else:
+            elsewhere.append(f"{ref['metric']} {ref['value']:g}")
     metrics = sorted(results["test"], key=lambda m: (_ORDER.index(m) if m in _ORDER else len(_ORDER), m))
     n_runs = len(next(iter(results["test"].values()))["per_run"])
     lines = [f"{results['model']} on {results['dataset']} ({results['split']}); modalities "
              f"{','.join(results['modalities'])}; {n_runs} run(s), seeds {results['seeds']}",
-             f"{'metric':<14}{'test':>18}{'valid':>18}  published"]
+             f"{'metric':<14}{'test':>18}{'valid':>18}  published (same data and split)"]
     for m in metrics:
         d = _digits(m)
         test, valid = results["test"][m], results["valid"].get(m, {})
         lines.append(f"{m:<14}{_fmt(test['mean'], d) + ' ± ' + _fmt(test['std'], d):>18}"
                      f"{_fmt(valid.get('mean'), d) + ' ± ' + _fmt(valid.get('std'), d):>18}  "
                      + "; ".join(published.get(m, [])))
+    if elsewhere:
+        source = next(r["model"] for r in results["published"] if not r["comparable"])
+        lines.append(f"not comparable, for orientation only: {source}: {', '.join(elsewhere)}")
     lines.append(f"{results['n_params']:,} parameters; {results['seconds_per_epoch']:.3f} s/epoch; "
                  f"{results['train_seconds']:.1f} s training in all; epochs run {results['epochs_run']}, "
                  f"best {results['best_epochs']}")
@@ -127,6 +132,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from mmaffect.benchmark.train_speed import train_speed
+    from mmaffect.io import write_json
+
+    result = train_speed(args.dataset, args.model, [int(b) for b in args.batch_sizes.split(",")],
+                         [int(t) for t in args.thread_counts.split(",")], epochs=args.epochs)
+    write_json(args.output, result)
+    print(f"{args.model} on {args.dataset}: {result['n_params']:,} parameters, {result['n_train']} training rows")
+    print(f"{'threads':>8}{'batch':>8}{'s/epoch':>10}{'first':>9}")
+    for row in result["rows"]:
+        print(f"{row['threads']:>8}{row['batch_size']:>8}{row['median_epoch_s']:>10.3f}{row['first_epoch_s']:>9.3f}")
+    print(f"results: {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmaffect", description=__doc__)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -160,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="acc2_has0,acc2_non0,f1_non0,acc7,mae,corr,acc,f1_weighted")
     p.set_defaults(modalities=None)
 
+    p = sub.add_parser("benchmark", help="training speed (s/epoch) over batch sizes and thread counts")
+    p.add_argument("suite", choices=["train-speed"])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch-sizes", default="64,512")
+    p.add_argument("--thread-counts", default="1,2")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--output", required=True, help="JSON results file")
+
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", required=True)
@@ -178,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     handlers = {"datasets": _cmd_datasets, "models": _cmd_models, "train": _cmd_train, "ablate": _cmd_ablate,
-                "evaluate": _cmd_evaluate}
+                "evaluate": _cmd_evaluate, "benchmark": _cmd_benchmark}
     try:
         return handlers[args.command](args)
     except MMAffectError as exc:

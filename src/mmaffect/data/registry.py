@@ -46,7 +46,7 @@ def register_dataset(name: str, *, files: tuple[str, ...], size: int, descriptio
 
 
 def register_prefix(prefix: str, *, description: str):
-    """Register ``loader(argument: str, sequences: bool) -> AffectDataset`` for ``prefix:argument``."""
+    """Register ``loader(argument: str, sequences: bool, **options) -> AffectDataset`` for ``prefix:argument``."""
 
     def decorate(loader: Loader) -> Loader:
         PREFIX_READERS[prefix] = (loader, description)
@@ -55,18 +55,22 @@ def register_prefix(prefix: str, *, description: str):
     return decorate
 
 
-def load_dataset(name: str, root: str | Path | None = None, sequences: bool = False) -> AffectDataset:
+def load_dataset(name: str, root: str | Path | None = None, sequences: bool = False, **options) -> AffectDataset:
     """Load a dataset by registered name or ``prefix:argument``.
 
     Args:
         name: e.g. ``mosi-bclstm``, ``iemocap6-text``, ``mmsa:/path/feats.pkl``.
         root: data root; defaults to :func:`mmaffect.settings.data_root`.
         sequences: also load per-step sequences where the source has them (costs memory).
+        options: reader options of prefix readers (e.g. ``columns`` for ``manifest:``); registered
+            datasets take none.
     """
     _import_readers()
     prefix, sep, argument = name.partition(":")
     if sep and prefix in PREFIX_READERS:
-        return PREFIX_READERS[prefix][0](argument, sequences=sequences)
+        return PREFIX_READERS[prefix][0](argument, sequences=sequences, **options)
+    if options:
+        raise ConfigError(f"dataset {name!r} takes no options (got {', '.join(sorted(options))})")
     if name not in DATASETS:
         known = ", ".join(sorted(DATASETS) + [f"{p}:..." for p in sorted(PREFIX_READERS)])
         raise ConfigError(f"unknown dataset {name!r}; known: {known}")

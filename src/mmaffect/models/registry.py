@@ -21,6 +21,7 @@ class ModelInfo:
     input_form: str
     modalities: tuple[str, ...] | None  # required modalities, None = any non-empty subset
     description: str
+    train_defaults: dict  # the model's training recipe, under a config file and the command line
 
     def hparams(self) -> dict[str, object]:
         """Hyper-parameters the factory accepts (beyond ``spec``) with their defaults."""
@@ -31,10 +32,13 @@ class ModelInfo:
 MODELS: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, description: str, modalities: tuple[str, ...] | None = None, **fixed):
+def register_model(name: str, *, description: str, modalities: tuple[str, ...] | None = None,
+                   train_defaults: dict | None = None, **fixed):
     """Register a model class under ``name``; ``fixed`` keyword arguments are bound for this name.
 
     Binding lets one class serve several names, e.g. ``text-mlp`` = ``UnimodalMLP(modality="t")``.
+    ``train_defaults`` are :class:`~mmaffect.training.config.TrainConfig` values this model trains
+    best with (e.g. TFN's large batches); config files and command-line options override them.
     """
 
     def decorate(cls: type[AffectModel]) -> type[AffectModel]:
@@ -46,7 +50,7 @@ def register_model(name: str, *, description: str, modalities: tuple[str, ...] |
 
         factory.__signature__ = inspect.Signature(
             [p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in fixed])
-        MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description)
+        MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description, dict(train_defaults or {}))
         return cls
 
     return decorate

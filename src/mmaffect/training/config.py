@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from types import UnionType
+from typing import Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -67,6 +69,7 @@ class CVConfig:
 @dataclass
 class ExperimentConfig:
     dataset: str = ""
+    dataset_args: dict = field(default_factory=dict)  # reader options, e.g. manifest column mapping
     model: str = ""
     model_args: dict = field(default_factory=dict)
     task: str | None = None
@@ -101,12 +104,28 @@ def _coerce_seeds(value) -> list[int]:
     raise ConfigError(f"seeds must be a count or a list of integers, not {value!r}")
 
 
+def _coerce(value, hint, name: str):
+    """Numbers written as strings (YAML 1.1 reads ``1e-4`` as a string) become numbers; wrong types fail."""
+    args = set(get_args(hint)) if get_origin(hint) in (Union, UnionType) else {hint}
+    if value is None and type(None) in args:
+        return value
+    if float in args and isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if int in args and not isinstance(value, int) and str not in args:
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
 def _build(cls, raw: dict, where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown {where} option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**raw)
+    hints = get_type_hints(cls)
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()})
 
 
 def from_dict(raw: dict) -> ExperimentConfig:
@@ -124,7 +143,8 @@ def from_dict(raw: dict) -> ExperimentConfig:
 
 def load_config(path: str | Path | None, overrides: dict | None = None, sets: list[str] | None = None
                 ) -> ExperimentConfig:
-    """Merge the YAML file, then ``overrides`` (command-line options), then ``--set a.b=value`` items."""
+    """Merge, later winning: TrainConfig defaults, the model's ``train_defaults``, the YAML file,
+    ``overrides`` (command-line options), ``--set a.b=value`` items."""
     raw: dict = {}
     if path is not None:
         try:
@@ -141,6 +161,10 @@ def load_config(path: str | Path | None, overrides: dict | None = None, sets: li
         if not sep:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    if raw.get("model"):
+        from mmaffect.models.registry import model_info
+
+        raw["train"] = {**model_info(raw["model"]).train_defaults, **(raw.get("train") or {})}
     config = from_dict(raw)
     config.validate()
     return config

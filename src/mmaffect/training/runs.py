@@ -214,7 +214,7 @@ def aggregate(records: list[dict], split: str, seeds: list[int]) -> dict:
 
 def load_experiment_data(config: ExperimentConfig) -> AffectDataset:
     info = model_info(config.model)
-    data = load_dataset(config.dataset, sequences=info.input_form == "sequence")
+    data = load_dataset(config.dataset, sequences=info.input_form == "sequence", **config.dataset_args)
     if config.modalities:
         data = data.with_modalities(config.modalities)
     return data

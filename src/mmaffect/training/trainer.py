@@ -185,7 +185,7 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
             loss = total_loss(terms, cfg.loss_weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}: "
-                                         + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items()))
+                                         + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -205,8 +205,9 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
-        seconds += time.perf_counter() - started
-        history.append({"epoch": epoch + 1, "train_loss": running / max(count, 1),
+        epoch_seconds = time.perf_counter() - started
+        seconds += epoch_seconds
+        history.append({"epoch": epoch + 1, "seconds": epoch_seconds, "train_loss": running / max(count, 1),
                         "valid_loss": valid_metrics["loss"], f"valid_{select}": value})
         bar.set_postfix(train=f"{running / max(count, 1):.4f}", valid=f"{valid_metrics['loss']:.4f}")
         last_epoch = bad_epochs >= cfg.patience or epoch + 1 == cfg.epochs

@@ -1,0 +1,1 @@
+"""Speed benchmarks that write a results file (targets live here, not in timed unit tests)."""

@@ -1,0 +1,44 @@
+"""Config precedence: defaults < model recipe < YAML file < command-line options < --set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmaffect.errors import ConfigError
+from mmaffect.training.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_shipped_configs_load():
+    for path in CONFIGS.glob("*.yaml"):
+        config = load_config(path)
+        assert config.dataset and config.model and config.seeds
+
+
+def test_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: mosi-bclstm\nmodel: tfn\nseeds: 2\ntrain: {lr: 0.01, patience: 7}\n")
+    config = load_config(path)
+    assert config.seeds == [0, 1]
+    assert config.train.batch_size == 512  # TFN's recipe
+    assert config.train.lr == 0.01 and config.train.patience == 7  # the file wins over the recipe
+    config = load_config(path, {"seeds": 3, "train.epochs": 4}, ["train.lr=1e-4", "model_args.dropout=0.5",
+                                                                 "modalities=t,a"])
+    assert config.seeds == [0, 1, 2] and config.train.epochs == 4 and config.train.lr == 1e-4
+    assert config.model_args == {"dropout": 0.5} and config.modalities == ["t", "a"]
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="unknown train option lrate"):
+        load_config(None, {"dataset": "d", "model": "tfn"}, ["train.lrate=1"])
+    with pytest.raises(ConfigError, match="train.optimizer must be one of"):
+        load_config(None, {"dataset": "d", "model": "tfn"}, ["train.optimizer=lbfgs"])
+    with pytest.raises(ConfigError, match="no model given"):
+        load_config(None, {"dataset": "d"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: cannot read config"):
+        load_config(bad)

@@ -1,0 +1,96 @@
+"""Every registered model, tested the moment it is registered (timm-style registry tests).
+
+For each model and each task head set: forward with batch 1 (eval) and a padded batch (train), no
+NaN, right output shapes, and every parameter receives a gradient.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmaffect.models import ModelSpec, create_model, list_models
+
+DIMS = {"t": 12, "a": 7, "v": 9}
+HEADS = [{"score": 1}, {"logits": 4}, {"score": 1, "logits": 3}, {"tags": 5}]
+
+
+def tiny_spec(info, heads) -> ModelSpec:
+    modalities = info.modalities or tuple(DIMS)
+    return ModelSpec(dims={m: DIMS[m] for m in modalities}, seq_dims={m: DIMS[m] + 1 for m in modalities},
+                     heads=heads)
+
+
+def tiny_batch(spec: ModelSpec, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    batch = {"index": torch.arange(size)}
+    for m, d in spec.dims.items():
+        batch[m] = torch.randn(size, d, generator=gen)
+        lengths = torch.randint(1, 6, (size,), generator=gen)
+        lengths[0] = 5  # the batch is padded to its longest sequence
+        steps = torch.randn(size, 5, spec.seq_dims[m], generator=gen)
+        mask = torch.arange(5)[None, :] < lengths[:, None]
+        batch[f"{m}_seq"] = steps * mask[..., None]
+        batch[f"{m}_mask"] = mask
+    return batch
+
+
+def check_outputs(out, spec, size):
+    for head, width in spec.heads.items():
+        name = "score" if head == "score" else head
+        assert name in out, f"missing head {name}"
+        expected = (size,) if head == "score" else (size, width)
+        assert tuple(out[name].shape) == expected
+        assert torch.isfinite(out[name]).all()
+
+
+MODEL_NAMES = [info.name for info in list_models()]
+
+
+def test_registry_has_the_baselines():
+    assert {"tfn", "lmf", "lf-dnn", "ef-mlp", "ef-lstm", "text-mlp", "audio-mlp", "video-mlp"} <= set(MODEL_NAMES)
+
+
+@pytest.mark.parametrize("heads", HEADS, ids=lambda h: "+".join(h))
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_backward(name, heads):
+    info = next(i for i in list_models() if i.name == name)
+    spec = tiny_spec(info, heads)
+    torch.manual_seed(0)
+    model = create_model(name, spec)
+
+    model.eval()
+    with torch.no_grad():
+        check_outputs(model(tiny_batch(spec, 1)), spec, 1)
+
+    model.train()
+    batch = tiny_batch(spec, 6, seed=1)
+    out = model(batch)
+    check_outputs(out, spec, 6)
+    loss = sum(v.float().pow(2).mean() for k, v in out.items() if k in ("score", "logits", "tags"))
+    loss = loss + sum(v.pow(2).mean() for v in model.extra_losses(out, batch).values())
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"parameters without a finite gradient: {no_grad}"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_modality_subsets(name):
+    """Ablations build every model on any modality subset it accepts."""
+    info = next(i for i in list_models() if i.name == name)
+    subsets = [info.modalities] if info.modalities else [("t",), ("a", "v"), ("t", "a", "v")]
+    for subset in subsets:
+        spec = ModelSpec(dims={m: DIMS[m] for m in subset}, seq_dims={m: DIMS[m] for m in subset},
+                         heads={"score": 1})
+        out = create_model(name, spec).eval()(tiny_batch(spec, 2))
+        assert out["score"].shape == (2,)
+
+
+def test_unknown_hyperparameter_is_a_clear_error():
+    from mmaffect.errors import ConfigError
+
+    spec = ModelSpec(dims=DIMS, seq_dims={}, heads={"score": 1})
+    with pytest.raises(ConfigError, match="no hyper-parameter hiden"):
+        create_model("tfn", spec, hiden=3)
+    with pytest.raises(ConfigError, match="needs sequences"):
+        create_model("ef-lstm", spec)
