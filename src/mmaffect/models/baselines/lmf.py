@@ -32,10 +32,13 @@ class LowRankFusion(nn.Module):
         return torch.einsum("r,rbo->bo", self.rank_weights[0], product) + self.bias
 
 
-@register_model("lmf", description="Low-rank Multimodal Fusion (rank-R modality factors)")
+# Defaults chosen on MOSI validation loss (bc-LSTM split, 3 seeds; test never looked at): rank 8 and
+# fusion width 64 at lr 3e-3 gave 0.714, against 0.739 for rank 4 / width 32 at lr 1e-3.
+@register_model("lmf", description="Low-rank Multimodal Fusion (rank-R modality factors)",
+                train_defaults={"lr": 3e-3})
 class LMF(AffectModel):
     def __init__(self, spec: ModelSpec, *, text_hidden: int = 64, audio_hidden: int = 32,
-                 video_hidden: int = 32, dropout: float = 0.2, rank: int = 4, fusion_dim: int = 32,
+                 video_hidden: int = 32, dropout: float = 0.2, rank: int = 8, fusion_dim: int = 64,
                  post_dropout: float = 0.2):
         super().__init__(spec)
         hidden = {"t": text_hidden, "a": audio_hidden, "v": video_hidden}

@@ -1,0 +1,318 @@
+"""Read a feature cache written by :func:`mmaffect.extraction.extract`, and turn it into dataset modalities.
+
+* :class:`FeatureCache` -- read-only access: ``ids()``, ``record(id)``, ``arrays(id)``, ``meta``.
+* :func:`cache_modalities` -- the audio (``"a"``) and visual (``"v"``) :class:`~mmaffect.data.dataset.Modality`
+  of a list of ids: utterance vectors and, if asked, per-step sequences on a common time grid.
+* ``cache:DIR`` -- a dataset reader (:func:`load_cache`) building a whole
+  :class:`~mmaffect.data.dataset.AffectDataset` from the cache: the transcripts embedded with MiniLM
+  (text), audio and visual features, and the labels/speakers/splits saved in each item's ``meta``.
+
+Read a cache while no job is writing it: the read-only LMDB handle takes no lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmaffect.data.dataset import AffectDataset, Modality
+from mmaffect.data.registry import register_prefix
+from mmaffect.errors import ConfigError, DataError
+from mmaffect.extraction.pipeline import CACHE_FORMAT, META_FILE, RECORD_KEY, STORE_DIR, decode_record
+from mmaffect.extraction.summaries import (
+    VISUAL_STEP_NAMES,
+    VISUAL_VECTOR_NAMES,
+    audio_step_names,
+    audio_steps,
+    audio_vector,
+    audio_vector_names,
+    step_windows,
+    visual_steps,
+    visual_vector,
+)
+from mmaffect.store import ArrayStore
+
+__all__ = ["FeatureCache", "cache_modalities", "load_cache"]
+
+_CHUNK = 256
+
+
+class FeatureCache:
+    """A cache folder opened read-only (``meta.json`` + the LMDB store)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file():
+            raise DataError(self.path, f"not a feature cache ({META_FILE} missing); create one with `mmaffect extract`")
+        try:
+            self.meta: dict = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(meta_path, f"unreadable cache metadata ({exc})") from exc
+        if self.meta.get("format") != CACHE_FORMAT:
+            raise DataError(meta_path, f"not an mmaffect feature cache (format {self.meta.get('format')!r})")
+        store_dir = self.path / self.meta.get("store", STORE_DIR)
+        # meta.json is written before the store: a job killed in between leaves an empty cache
+        self._store = ArrayStore(store_dir, readonly=True) if (store_dir / "data.mdb").exists() else None
+
+    # -- basics
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def config(self) -> dict:
+        return self.meta["config"]
+
+    def ids(self) -> list[str]:
+        """Every item id in the cache (ok and failed), sorted."""
+        return [] if self._store is None else sorted(self._store.keys())
+
+    def __len__(self) -> int:
+        return 0 if self._store is None else len(self._store)
+
+    def __contains__(self, item_id: str) -> bool:
+        return self._store is not None and item_id in self._store
+
+    # -- entries
+    def entries(self, ids: Sequence[str]) -> Iterator[tuple[str, dict | None, dict[str, np.ndarray] | None]]:
+        """``(id, record, arrays)`` for each id, read in chunks; ``(id, None, None)`` when absent."""
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start:start + _CHUNK])
+            values = self._store.get_many(chunk) if self._store is not None else [None] * len(chunk)
+            for key, entry in zip(chunk, values, strict=True):
+                if entry is None or RECORD_KEY not in entry:
+                    yield key, None, None
+                    continue
+                record = decode_record(entry.pop(RECORD_KEY))
+                yield key, record, entry
+
+    def _entry(self, item_id: str) -> tuple[dict, dict[str, np.ndarray]]:
+        _, record, arrays = next(self.entries([item_id]))
+        if record is None:
+            raise DataError(self.path, f"no item {item_id!r} in this cache")
+        return record, arrays
+
+    def record(self, item_id: str) -> dict:
+        """The item's JSON record (status, reason, warnings, transcript, words, source, flags, meta)."""
+        return self._entry(item_id)[0]
+
+    def arrays(self, item_id: str) -> dict[str, np.ndarray]:
+        """The item's feature arrays (empty for a failed item); see ``meta["arrays"]`` for the schema."""
+        return self._entry(item_id)[1]
+
+    def records(self) -> dict[str, dict]:
+        """``{id: record}`` of the whole cache."""
+        return {k: r for k, r, _ in self.entries(self.ids()) if r is not None}
+
+
+def _check_usable(cache: FeatureCache, ids: Sequence[str]) -> None:
+    missing, failed = [], []
+    for key, record, _ in cache.entries(ids):
+        if record is None:
+            missing.append(key)
+        elif record["status"] != "ok":
+            failed.append(f"{key} ({record.get('reason')})")
+    if missing or failed:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} not in the cache: {', '.join(missing[:10])}"
+                         + (" ..." if len(missing) > 10 else ""))
+        if failed:
+            parts.append(f"{len(failed)} failed extraction: {'; '.join(failed[:10])}"
+                         + (" ..." if len(failed) > 10 else ""))
+        raise DataError(cache.path, "unusable ids: " + "; ".join(parts))
+
+
+def _pad(steps: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in steps], dtype=torch.long)
+    padded = torch.zeros(len(steps), max(int(lengths.max()) if len(steps) else 1, 1), width)
+    for i, s in enumerate(steps):
+        padded[i, :len(s)] = torch.from_numpy(s)
+    return padded, lengths
+
+
+def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
+                     fps: float | None = None) -> tuple[dict[str, Modality], dict]:
+    """Audio (``"a"``) and visual (``"v"``) modalities for ``ids`` (rows in that order) + the feature recipe.
+
+    Utterance vectors:
+      * ``a``: the 228 LLD functionals (+ 88 eGeMAPS when extracted), ``audio_present``, ``audio_silent``.
+      * ``v``: mean and std over frames with a face of the 7 FER probabilities, and over frames with a
+        mesh of the 16 geometry values; then ``face_rate`` (fraction of frames with a face),
+        ``mesh_rate``, ``face_score_mean`` (detector confidence) and ``video_present`` -- so a model
+        can learn when the visible face is not reliable.
+
+    Sequences (``sequences=True``): both modalities share one step grid per item, so step ``k`` of
+    ``a`` and of ``v`` cover the same time. ``fps=None``: one step per sampled video frame (from its
+    time to the next frame's); items without video, or any item when ``fps`` is given, use the
+    regular grid ``[k / fps, (k + 1) / fps)``. Visual steps: FER / geometry averaged over the step's
+    frames with a face / mesh, the face and mesh fractions and mean score (zeros where no frame).
+    Audio steps: mean and std of the LLD frames inside the step, then ``audio_present``.
+
+    Raises:
+        DataError: if any id is not in the cache or its extraction failed (all are listed).
+    """
+    _check_usable(cache, ids)
+    cfg = cache.config
+    names = cache.meta.get("feature_names", {})
+    lld_names = list(names.get("audio_lld", []))
+    functional_names = list(names.get("audio_functionals", []))
+    egemaps = bool(cfg.get("egemaps"))
+    hop = float(cfg.get("lld_hop", 0.02))
+    step_fps = float(fps) if fps is not None else float(cfg["fps"])
+    if not step_fps > 0:
+        raise ConfigError(f"fps must be > 0, got {fps}")
+    a_vec, v_vec, a_seq, v_seq = [], [], [], []
+    for _, record, arrays in cache.entries(ids):
+        a_vec.append(audio_vector(arrays, record, len(functional_names), egemaps))
+        v_vec.append(visual_vector(arrays))
+        if sequences:
+            windows = step_windows(arrays.get("frame_times", np.zeros(0)), float(arrays["duration"].reshape(-1)[0]),
+                                   step_fps, grid=fps is not None)
+            a_seq.append(audio_steps(arrays, windows, hop, len(lld_names)))
+            v_seq.append(visual_steps(arrays, windows))
+    a_names = audio_vector_names(functional_names, egemaps)
+    a_step_names = audio_step_names(lld_names)
+    width_a = len(a_names)
+    a = torch.from_numpy(np.stack(a_vec)) if a_vec else torch.zeros(0, width_a)
+    v = torch.from_numpy(np.stack(v_vec)) if v_vec else torch.zeros(0, len(VISUAL_VECTOR_NAMES))
+    if sequences:
+        a_pad, a_len = _pad(a_seq, len(a_step_names))
+        v_pad, v_len = _pad(v_seq, len(VISUAL_STEP_NAMES))
+        modalities = {"a": Modality(a, a_pad, a_len), "v": Modality(v, v_pad, v_len)}
+    else:
+        modalities = {"a": Modality(a), "v": Modality(v)}
+    alignment = ("one step per sampled video frame (regular 1/fps grid without video)" if fps is None
+                 else f"regular grid of 1/{step_fps:g} s steps")
+    recipe = {
+        "audio_vector": {"width": width_a, "names": a_names},
+        "audio_sequence": {"width": len(a_step_names), "names": a_step_names,
+                           "pooling": f"mean and std of LLD frames ({hop:g} s hop) inside each step"},
+        "visual_vector": {"width": len(VISUAL_VECTOR_NAMES), "names": list(VISUAL_VECTOR_NAMES)},
+        "visual_sequence": {"width": len(VISUAL_STEP_NAMES), "names": list(VISUAL_STEP_NAMES),
+                            "pooling": "FER/geometry averaged over the step's frames with a face/mesh"},
+        "steps": {"fps": step_fps, "alignment": alignment},
+        "extraction": {"cache": str(cache.path), "config": cfg, "config_hash": cache.meta.get("config_hash"),
+                       "extractors": cache.meta.get("extractors"), "versions": cache.meta.get("versions")},
+    }
+    return modalities, recipe
+
+
+# ------------------------------------------------------------------------------------ the reader
+_OPTIONS = {"label": "label", "score": "score", "split": "split", "fold": "fold", "speaker": "speaker",
+            "dialogue_id": "dialogue_id", "utt_index": "utt_index", "fps": None}
+
+
+def _column(records: list[dict], key: str | None) -> list | None:
+    """The meta values under ``key`` for all records, None if no record has it; missing in some = error."""
+    if not key:
+        return None
+    values = [(r.get("meta") or {}).get(key) for r in records]
+    present = [v is not None and v != "" for v in values]
+    if not any(present):
+        return None
+    if not all(present):
+        lacking = [r["id"] for r, p in zip(records, present, strict=True) if not p]
+        raise DataError(None, f"{len(lacking)} items have no {key!r} in their metadata: {', '.join(lacking[:10])}")
+    return values
+
+
+def _as_ints(values: list, key: str, path: Path) -> np.ndarray:
+    try:
+        return np.asarray([int(float(v)) for v in values], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"{key!r} values must be integers ({exc})") from exc
+
+
+def _ints_or_str(values: list) -> np.ndarray:
+    """Folds as integers when every value is one (``1``, ``"2"``, ``3.0``), else as strings."""
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return np.asarray([str(v) for v in values], dtype=str)
+    if all(f.is_integer() for f in floats):
+        return np.asarray([int(f) for f in floats], dtype=np.int64)
+    return np.asarray([str(v) for v in values], dtype=str)
+
+
+@register_prefix("cache", description="feature cache folder written by `mmaffect extract` (text: transcripts "
+                                      "via MiniLM; audio: LLD functionals; video: FER + face geometry)")
+def load_cache(argument: str, sequences: bool = False, **options) -> AffectDataset:
+    """Load ``cache:DIR`` as an :class:`AffectDataset` (failed items are skipped, with a one-line note).
+
+    Options name the meta keys to read (defaults in brackets): ``label`` [label] (class names, sorted
+    alphabetically), ``score`` [score] (float), ``split`` [split], ``fold`` [fold], ``speaker``
+    [speaker] (also the ``group``), ``dialogue_id`` [dialogue_id], ``utt_index`` [utt_index]; pass
+    ``None`` to ignore one. ``fps``: the sequence step rate (see :func:`cache_modalities`).
+    """
+    from mmaffect.data.text_features import text_modality
+
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"cache: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
+    opts = {**_OPTIONS, **options}
+    path = Path(argument).expanduser()
+    with FeatureCache(path) as cache:
+        records = cache.records()
+        ok = [r for r in records.values() if r["status"] == "ok"]
+        failed = [r for r in records.values() if r["status"] != "ok"]
+        if failed:
+            shown = "; ".join(f"{r['id']} ({r.get('reason')})" for r in failed[:3])
+            print(f"cache:{path}: skipped {len(failed)} failed item(s): {shown}" + (" ..." if len(failed) > 3 else ""),
+                  flush=True)
+        if not ok:
+            raise DataError(path, "no successfully extracted items in this cache")
+        ids = [r["id"] for r in ok]
+        modalities, recipe = cache_modalities(cache, ids, sequences, fps=opts["fps"])
+    text, text_recipe = text_modality([r.get("transcript") or "" for r in ok], sequences)
+
+    labels = _column(ok, opts["label"])
+    class_names = label = None
+    if labels is not None:
+        class_names = sorted({str(v) for v in labels})
+        lookup = {c: i for i, c in enumerate(class_names)}
+        label = torch.tensor([lookup[str(v)] for v in labels], dtype=torch.long)
+    scores = _column(ok, opts["score"])
+    score = None
+    if scores is not None:
+        try:
+            score = torch.tensor([float(v) for v in scores], dtype=torch.float32)
+        except (TypeError, ValueError) as exc:
+            raise DataError(path, f"{opts['score']!r} values must be numbers ({exc})") from exc
+        if not torch.isfinite(score).all():
+            raise DataError(path, f"{opts['score']!r} values hold NaN/inf")
+    split = _column(ok, opts["split"])
+    fold = _column(ok, opts["fold"])
+    speaker = _column(ok, opts["speaker"])
+    dialogue = _column(ok, opts["dialogue_id"])
+    utt_index = _column(ok, opts["utt_index"])
+    default_task = "classification" if label is not None else "regression" if score is not None else "classification"
+    return AffectDataset(
+        name=f"cache:{path.name}",
+        ids=np.asarray(ids, dtype=str),
+        modalities={"t": text, **modalities},
+        score=score,
+        label=label,
+        class_names=class_names,
+        split=None if split is None else np.asarray([str(v) for v in split], dtype=str),
+        fold=None if fold is None else _ints_or_str(fold),
+        dialogue_id=None if dialogue is None else np.asarray([str(v) for v in dialogue], dtype=str),
+        speaker=None if speaker is None else np.asarray([str(v) for v in speaker], dtype=str),
+        utt_index=None if utt_index is None else _as_ints(utt_index, opts["utt_index"], path),
+        group=None if speaker is None else np.asarray([str(v) for v in speaker], dtype=str),
+        default_task=default_task,
+        meta={**text_recipe, "features": recipe, "source": str(path), "format": "mmaffect feature cache",
+              "skipped": {r["id"]: r.get("reason") for r in failed}},
+    )
