@@ -501,8 +501,25 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _worker_init(config: ExtractConfig, threads: int, parent: int) -> None:
+def _pin(counter) -> None:
+    """Pin this worker to one of the parent's cores (round robin). FFmpeg's decoder threads and the
+    mediapipe/XNNPACK pools size themselves from the visible cores: without this, N workers on N cores
+    each start N threads, and the oversubscription made 2 workers slower than 1."""
+    if counter is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    try:
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+    except OSError:
+        pass
+
+
+def _worker_init(config: ExtractConfig, threads: int, parent: int, counter=None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    _pin(counter)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -753,6 +770,7 @@ def extract(
     *,
     retry_failed: bool = False,
     threads: int = 1,
+    pin_workers: bool = True,
     on_result: Callable[[str, dict], None] | None = None,
 ) -> ExtractionReport:
     """Extract features of ``items`` into the cache folder ``output``; resumable and parallel.
@@ -767,6 +785,8 @@ def extract(
         retry_failed: also re-try items that failed before (by default only retryable failures --
             internal errors and worker crashes -- are re-tried; bad input files fail the same way).
         threads: threads per model per worker (mediapipe's own graphs are not limited by this).
+        pin_workers: with at least as many workers as cores, pin each worker to one core, so
+            FFmpeg's and mediapipe's thread pools do not oversubscribe the machine.
         on_result: called as ``on_result(id, record)`` after each item is committed.
 
     Returns:
@@ -825,7 +845,7 @@ def extract(
                         for item in todo:
                             commit(ext.process(item))
                     else:
-                        _run_pool(todo, config, workers, threads, commit)
+                        _run_pool(todo, config, workers, threads, commit, pin=pin_workers)
             finally:
                 if bar is not None:
                     bar.close()
@@ -858,7 +878,7 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
 
 
 def _run_pool(todo: list[ExtractItem], config: ExtractConfig, workers: int, threads: int,
-              commit: Callable[[_Result], None]) -> None:
+              commit: Callable[[_Result], None], pin: bool = True) -> None:
     """Run items on ``workers`` spawned processes; the caller commits results as they come.
 
     If a worker dies (segfault, OOM kill), the items in flight are re-run one by one in a fresh
@@ -867,10 +887,12 @@ def _run_pool(todo: list[ExtractItem], config: ExtractConfig, workers: int, thre
 
     ctx = mp.get_context("spawn")
     queue = deque(todo)
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    counter = ctx.Value("i", 0) if pin and workers >= n_cores > 1 else None
 
     def new_pool(n: int) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(config, threads, os.getpid()))
+                                   initargs=(config, threads, os.getpid(), counter))
         try:  # a worker that cannot even start must stop the job, not fail every item as a "crash"
             fatal = pool.submit(_ping).result()
         except BrokenProcessPool as exc:
