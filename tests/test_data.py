@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -47,6 +48,17 @@ def test_iemocap6_reader(data_dir, fake_text):
     assert np.bincount(data.label.numpy()[test], minlength=6).tolist() == [144, 245, 384, 170, 299, 381]
     assert set(data.speaker[test]) == {"Ses05F", "Ses05M"}
     assert data.utt_index[0] == 0 and data.dialogue_id[0] == data.ids[0].rsplit("_", 1)[0]
+
+
+def test_iemocap8_reader_keeps_session1_out_of_training(data_dir, fake_text):
+    data = load_dataset("iemocap8-text", root=data_dir)
+    assert len(data) == 7527 and data.class_names == ["ang", "exc", "fea", "fru", "hap", "neu", "sad", "sur"]
+    splits = data.split_indices()
+    assert set(data.fold[splits["test"]]) == {1} and set(data.fold[splits["valid"]]) == {5}
+    assert set(data.fold[splits["train"]]) == {2, 3, 4}
+    clips = pd.read_csv(data_dir / "iemocap_clips" / "manifest.csv")
+    train_ids = set(data.ids[np.concatenate([splits["train"], splits["valid"]])])
+    assert not train_ids & set(clips.utterance_id)
 
 
 def test_meld_readers(data_dir, fake_text):

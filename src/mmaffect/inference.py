@@ -47,7 +47,9 @@ def load_model(path: str | Path) -> LoadedModel:
     if meta.get("format") != 1 or "model" not in meta:
         raise DataError(path, "not an mmaffect model checkpoint")
     spec = ModelSpec.from_dict(meta["spec"])
-    model = create_model(meta["model"], spec, **meta["model_args"])
+    # arguments ending in _init only initialise weights (see models/late_fusion.py): the state dict has them
+    args = {k: v for k, v in meta["model_args"].items() if not k.endswith("_init")}
+    model = create_model(meta["model"], spec, **args)
     try:
         model.load_state_dict(unprefixed(tensors, "model/"))
     except RuntimeError as exc:

@@ -21,6 +21,9 @@ from mmaffect.data.text_features import text_modality
 from mmaffect.errors import DataError
 
 IEMOCAP6 = "iemocap_erc/iemocap_6class_cosmic.csv"
+IEMOCAP_FULL = "iemocap_erc/iemocap_full_10039.csv"
+IEMOCAP8_CLASSES = ["ang", "exc", "fea", "fru", "hap", "neu", "sad", "sur"]  # the clip set's labels
+IEMOCAP8_SPLIT = {1: "test", 2: "train", 3: "train", 4: "train", 5: "valid"}
 IEMOCAP6_CLASSES = ["hap", "sad", "neu", "ang", "exc", "fru"]  # COSMIC coding 0..5
 MELD_FILES = {"train": "meld/train_sent_emo.csv", "valid": "meld/dev_sent_emo.csv",
               "test": "meld/test_sent_emo.csv"}
@@ -77,6 +80,38 @@ def load_iemocap6_text(root: Path, sequences: bool = False) -> AffectDataset:
         default_task="classification",
         meta={**recipe, "split": "COSMIC 6-class split: train 5163 / valid 647 / test 1623 (Session 5)",
               "labels": "COSMIC 6-class (53 official 'xxx' utterances labelled hap, kept)"},
+    )
+
+
+@register_dataset("iemocap8-text", files=(IEMOCAP_FULL,), size=7527,
+                  description="IEMOCAP official labels of the 8 clip classes, text (MiniLM); train Sessions "
+                              "2-4 / valid 5 / test 1 (speaker-independent; the text branch of clip models)")
+def load_iemocap8_text(root: Path, sequences: bool = False) -> AffectDataset:
+    """Every IEMOCAP utterance whose official majority label is one of the 8 classes of the developer
+    clips (Session 1). Session 1 is the test split, so a text model trained here never saw the clips'
+    transcripts and can be combined with clip features without leaking."""
+    path = root / IEMOCAP_FULL
+    frame = read_csv(path, ["utterance_id", "dialogue_id", "utt_index", "session", "speaker", "label", "text"],
+                     keep_default_na=False)
+    frame = frame[frame["label"].isin(IEMOCAP8_CLASSES)].reset_index(drop=True)
+    text, recipe = text_modality(frame["text"].astype(str).tolist(), sequences)
+    session = frame["session"].astype(int).to_numpy()
+    speaker = (frame["utterance_id"].str.slice(0, 5) + frame["speaker"]).to_numpy(str)
+    return AffectDataset(
+        name="iemocap8-text",
+        ids=frame["utterance_id"].to_numpy(str),
+        modalities={"t": text},
+        label=torch.from_numpy(class_ids(frame["label"], IEMOCAP8_CLASSES, path)),
+        class_names=IEMOCAP8_CLASSES,
+        split=np.array([IEMOCAP8_SPLIT[s] for s in session]),
+        fold=session,
+        dialogue_id=frame["dialogue_id"].to_numpy(str),
+        speaker=speaker,
+        utt_index=frame["utt_index"].to_numpy(np.int64),
+        group=speaker,
+        default_task="classification",
+        meta={**recipe, "split": "official labels (8 clip classes); train Sessions 2-4 / valid 5 / test 1",
+              "labels": "official EmoEvaluation majority labels; xxx/oth/dis dropped"},
     )
 
 

@@ -31,10 +31,13 @@ class Standardizer:
     stats: dict[str, dict[str, tuple[Tensor, Tensor]]]
 
     @classmethod
-    def fit(cls, data: AffectDataset, rows: np.ndarray) -> Standardizer:
+    def fit(cls, data: AffectDataset, rows: np.ndarray, modalities: list[str] | None = None) -> Standardizer:
+        """Statistics of ``rows`` for ``modalities`` (default all); others pass through unchanged."""
         idx = torch.as_tensor(rows)
         stats = {}
         for key, mod in data.modalities.items():
+            if modalities is not None and key not in modalities:
+                continue
             stats[key] = {"vector": _stats(mod.vector[idx])}
             if mod.sequence is not None:
                 mask = torch.arange(mod.sequence.shape[1])[None, :] < mod.lengths[idx][:, None]
@@ -42,8 +45,10 @@ class Standardizer:
         return cls(stats)
 
     def apply(self, data: AffectDataset) -> AffectDataset:
-        modalities = {}
+        modalities = dict(data.modalities)
         for key, mod in data.modalities.items():
+            if key not in self.stats:
+                continue
             mean, std = self.stats[key]["vector"]
             vector = (mod.vector.float() - mean) / std
             sequence = mod.sequence

@@ -22,6 +22,7 @@ class ModelInfo:
     modalities: tuple[str, ...] | None  # required modalities, None = any non-empty subset
     description: str
     train_defaults: dict  # the model's training recipe, under a config file and the command line
+    heads: tuple[str, ...] | None  # task heads it supports (score, logits, tags); None = all
 
     def hparams(self) -> dict[str, object]:
         """Hyper-parameters the factory accepts (beyond ``spec``) with their defaults."""
@@ -33,7 +34,7 @@ MODELS: dict[str, ModelInfo] = {}
 
 
 def register_model(name: str, *, description: str, modalities: tuple[str, ...] | None = None,
-                   train_defaults: dict | None = None, **fixed):
+                   train_defaults: dict | None = None, heads: tuple[str, ...] | None = None, **fixed):
     """Register a model class under ``name``; ``fixed`` keyword arguments are bound for this name.
 
     Binding lets one class serve several names, e.g. ``text-mlp`` = ``UnimodalMLP(modality="t")``.
@@ -50,7 +51,8 @@ def register_model(name: str, *, description: str, modalities: tuple[str, ...] |
 
         factory.__signature__ = inspect.Signature(
             [p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in fixed])
-        MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description, dict(train_defaults or {}))
+        MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description, dict(train_defaults or {}),
+                                 heads)
         return cls
 
     return decorate
@@ -74,6 +76,9 @@ def create_model(name: str, spec: ModelSpec, **hparams) -> AffectModel:
         missing = [m for m in info.modalities if m not in spec.dims]
         if missing:
             raise ConfigError(f"model {name!r} needs modality {', '.join(missing)}")
+    if info.heads is not None and set(spec.heads) - set(info.heads):
+        raise ConfigError(f"model {name!r} predicts only {', '.join(info.heads)}; the task needs "
+                          f"{', '.join(spec.heads)}")
     if info.input_form == "sequence":
         missing = [m for m in spec.dims if m not in spec.seq_dims]
         if missing:
@@ -87,4 +92,4 @@ def list_models() -> list[ModelInfo]:
 
 
 def _import_models() -> None:
-    from mmaffect.models import baselines  # noqa: F401
+    from mmaffect.models import baselines, late_fusion  # noqa: F401

@@ -76,7 +76,7 @@ class ExperimentConfig:
     threshold: float | None = None
     modalities: list[str] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
-    standardize: bool = True
+    standardize: bool | list[str] = True  # z-score features on training rows: all, none, or these modalities
     cv: CVConfig | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 

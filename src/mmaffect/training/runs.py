@@ -162,7 +162,8 @@ def checkpoint_meta(config: ExperimentConfig, data: AffectDataset, task: Task, s
 def run_one(config: ExperimentConfig, data: AffectDataset, plan: RunPlan, rundir: Path, progress: bool) -> dict:
     """Standardise on the run's training rows, fit, evaluate valid/test, write the run's files."""
     if config.standardize:
-        standardizer = Standardizer.fit(data, plan.train)
+        chosen = None if config.standardize is True else list(config.standardize)
+        standardizer = Standardizer.fit(data, plan.train, chosen)
         data = standardizer.apply(data)
     task = make_task(data, config.task, threshold=config.threshold, score_loss=config.train.score_loss,
                      class_weights=config.train.class_weights, train_index=plan.train)
