@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import ShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
 
 from mmaffect import __version__
 from mmaffect.data.dataset import AffectDataset
@@ -67,8 +67,8 @@ def fold_assignment(data: AffectDataset, cv: CVConfig) -> np.ndarray:
         if data.fold is None:
             raise ConfigError(f"{data.name} has no fold column; use --cv K")
         return np.asarray(data.fold)
-    if not isinstance(cv.folds, int) or cv.folds < 3:
-        raise ConfigError("cross-validation needs at least 3 folds (test, valid and train folds)")
+    if not isinstance(cv.folds, int) or cv.folds < 2:
+        raise ConfigError("cross-validation needs at least 2 folds")
     if cv.group_by == "none":
         groups = np.arange(len(data))
     else:
@@ -89,8 +89,21 @@ def fold_assignment(data: AffectDataset, cv: CVConfig) -> np.ndarray:
     return folds
 
 
+def carve_validation(data: AffectDataset, rows: np.ndarray, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Split training rows into (train, valid), stratified, for CV with only two folds (e.g. the two
+    speakers of one IEMOCAP session), where no third fold is left to validate on."""
+    strata = _strata(data)[rows]
+    counts = np.bincount(strata)
+    stratify = strata if (counts[counts > 0] >= 2).all() else None
+    splitter = (StratifiedShuffleSplit if stratify is not None else ShuffleSplit)(
+        n_splits=1, test_size=fraction, random_state=0)
+    train, valid = next(splitter.split(np.zeros(len(rows)), stratify))
+    return rows[np.sort(train)], rows[np.sort(valid)]
+
+
 def plan_runs(data: AffectDataset, config: ExperimentConfig) -> list[RunPlan]:
-    """One plan per seed (fixed split) or per seed and fold (CV; valid = the next fold)."""
+    """One plan per seed (fixed split) or per seed and fold (CV; valid = the next fold, or with only
+    two folds a stratified 20 % of the training fold)."""
     if config.cv is None:
         splits = data.split_indices()
         missing = [s for s in ("train", "valid", "test") if s not in splits]
@@ -102,18 +115,24 @@ def plan_runs(data: AffectDataset, config: ExperimentConfig) -> list[RunPlan]:
     plans = []
     for seed in config.seeds:
         for i, fold in enumerate(names):
-            valid_fold = names[(i + 1) % len(names)]
-            plans.append(RunPlan(seed, fold, np.flatnonzero((folds != fold) & (folds != valid_fold)),
-                                 np.flatnonzero(folds == valid_fold), np.flatnonzero(folds == fold)))
+            test = np.flatnonzero(folds == fold)
+            if len(names) == 2:
+                train, valid = carve_validation(data, np.flatnonzero(folds != fold))
+            else:
+                valid_fold = names[(i + 1) % len(names)]
+                train = np.flatnonzero((folds != fold) & (folds != valid_fold))
+                valid = np.flatnonzero(folds == valid_fold)
+            plans.append(RunPlan(seed, fold, train, valid, test))
     return plans
 
 
 def split_description(data: AffectDataset, config: ExperimentConfig) -> str:
     if config.cv is None:
         return data.meta.get("split", "fixed train/valid/test split")
+    valid = "valid = 20 % of the training fold" if config.cv.folds == 2 else "valid = next fold"
     if config.cv.folds == "column":
-        return "leave-one-fold-out over the dataset's fold column (valid = next fold)"
-    return f"{config.cv.folds}-fold stratified group CV by {config.cv.group_by} (valid = next fold)"
+        return "leave-one-fold-out over the dataset's fold column (valid = next fold, or 20 % of train with 2)"
+    return f"{config.cv.folds}-fold stratified group CV by {config.cv.group_by} ({valid})"
 
 
 def model_spec(data: AffectDataset, task: Task) -> ModelSpec:
