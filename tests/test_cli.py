@@ -84,7 +84,7 @@ def test_rerun_resumes_and_other_config_is_refused(trained, capsys):
     capsys.readouterr()
     assert main(["train", "--dataset", "mosi-bclstm", "--model", "tfn", "--seeds", "2", "--epochs", "4",
                  "--output", str(trained), "--quiet"]) == 2
-    assert "holds runs of another configuration" in capsys.readouterr().err
+    assert "holds runs of another configuration or other data" in capsys.readouterr().err
 
 
 def test_missing_data_is_one_line_error(tmp_path, capsys, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -147,6 +148,15 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(name: str):
+    """Commands in their own modules (``mmaffect.commands``), imported when the parser is built."""
+    return lambda: importlib.import_module(f"mmaffect.commands.{name}")
+
+
+_COMMAND_MODULES = {"extract": _command("extract"), "analyze": _command("analyze"),
+                    "train-analysis-model": _command("analysis_model")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmaffect", description=__doc__)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -189,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--output", required=True, help="JSON results file")
 
+    for module in _COMMAND_MODULES.values():
+        module().add_parser(sub)
+
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", required=True)
@@ -201,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe/TFLite C++ warnings, read at library load
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     if args.threads:
         import torch
@@ -208,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     handlers = {"datasets": _cmd_datasets, "models": _cmd_models, "train": _cmd_train, "ablate": _cmd_ablate,
                 "evaluate": _cmd_evaluate, "benchmark": _cmd_benchmark}
+    if args.command in _COMMAND_MODULES:
+        handlers[args.command] = _COMMAND_MODULES[args.command]().run
     try:
         return handlers[args.command](args)
     except MMAffectError as exc:

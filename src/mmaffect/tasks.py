@@ -82,7 +82,8 @@ class Task:
         return terms
 
     def predictions(self, outputs: dict[str, Tensor]) -> dict[str, np.ndarray]:
-        """Model outputs -> numpy predictions: ``score``, ``prob`` (class probabilities), ``tag_prob``."""
+        """Model outputs -> numpy predictions: ``score``, ``prob`` (class probabilities), ``tag_prob``,
+        and ``relevance`` (per-modality weights) when the model outputs them."""
         out = {}
         if "score" in outputs:
             out["score"] = outputs["score"].numpy()
@@ -90,6 +91,8 @@ class Task:
             out["prob"] = torch.softmax(outputs["logits"], -1).numpy()
         if "tags" in outputs:
             out["tag_prob"] = torch.sigmoid(outputs["tags"]).numpy()
+        if "relevance" in outputs:
+            out["relevance"] = outputs["relevance"].numpy()
         return out
 
     def metrics(self, pred: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict[str, float]:

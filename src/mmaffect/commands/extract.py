@@ -4,7 +4,7 @@ The manifest is a CSV with one row per utterance. Column roles (``--columns role
 
 * ``path`` (required): the media file, relative to the manifest's folder (or absolute);
 * ``text``: the transcript (empty cell or no column: transcribed with ASR);
-* ``id``: the item id (default: the path relative to the manifest folder, without suffix);
+* ``id``: the item id (default: the spreadsheet row number, header = row 1, as ``manifest:`` does);
 * ``start`` / ``end``: a window in seconds (to cut utterances out of one long recording);
 * any other role renames a column into the item metadata, e.g. ``label=emotion``.
 
@@ -91,8 +91,8 @@ def items_from_csv(path: str | Path, columns: str | dict[str, str] | None = None
         media = Path(rel).expanduser()
         media = media if media.is_absolute() else base / media
         item_id = row.get(role_col["id"], "").strip() if role_col["id"] in frame.columns else ""
-        if not item_id:
-            item_id = Path(rel).with_suffix("").as_posix()
+        if not item_id:  # the row number, as the shared manifest reader numbers rows (header = row 1)
+            item_id = str(line)
         text = row.get(role_col["text"]) if role_col["text"] in frame.columns else None
         meta = {renamed.get(k, k): (v if v != "" else None) for k, v in row.items() if k not in used}
         items.append(ExtractItem(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 _EXPORTS = {
     "ExtractItem": "pipeline", "ExtractConfig": "pipeline", "ExtractionReport": "pipeline", "extract": "pipeline",
-    "POLICY": "pipeline", "FeatureCache": "cache", "cache_modalities": "cache", "load_cache": "cache",
+    "POLICY": "pipeline", "release_models": "pipeline",
+    "FeatureCache": "cache", "cache_modalities": "cache", "load_cache": "cache", "manifest_modalities": "cache",
     "GEOMETRY_NAMES": "summaries", "face_geometry": "summaries",
 }
 __all__ = sorted(_EXPORTS)

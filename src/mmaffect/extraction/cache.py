@@ -36,7 +36,7 @@ from mmaffect.extraction.summaries import (
 )
 from mmaffect.store import ArrayStore
 
-__all__ = ["FeatureCache", "cache_modalities", "load_cache"]
+__all__ = ["FeatureCache", "cache_modalities", "load_cache", "manifest_modalities"]
 
 _CHUNK = 256
 
@@ -151,8 +151,9 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
       * ``a``: the 228 LLD functionals (+ 88 eGeMAPS when extracted), ``audio_present``, ``audio_silent``.
       * ``v``: mean and std over frames with a face of the 7 FER probabilities, and over frames with a
         mesh of the 16 geometry values; then ``face_rate`` (fraction of frames with a face),
-        ``mesh_rate``, ``face_score_mean`` (detector confidence) and ``video_present`` -- so a model
-        can learn when the visible face is not reliable.
+        ``mesh_rate``, ``face_score_mean`` (detector confidence), ``video_present`` and
+        ``speaker_sync`` (mouth opening vs audio loudness: is the visible face the one speaking?) -- so a
+        model can learn when the visible face is not reliable.
 
     Sequences (``sequences=True``): both modalities share one step grid per item, so step ``k`` of
     ``a`` and of ``v`` cover the same time. ``fps=None``: one step per sampled video frame (from its
@@ -171,13 +172,14 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
     functional_names = list(names.get("audio_functionals", []))
     egemaps = bool(cfg.get("egemaps"))
     hop = float(cfg.get("lld_hop", 0.02))
+    rms_column = lld_names.index("rms") if "rms" in lld_names else None
     step_fps = float(fps) if fps is not None else float(cfg["fps"])
     if not step_fps > 0:
         raise ConfigError(f"fps must be > 0, got {fps}")
     a_vec, v_vec, a_seq, v_seq = [], [], [], []
     for _, record, arrays in cache.entries(ids):
         a_vec.append(audio_vector(arrays, record, len(functional_names), egemaps))
-        v_vec.append(visual_vector(arrays))
+        v_vec.append(visual_vector(arrays, rms_column, hop))
         if sequences:
             windows = step_windows(arrays.get("frame_times", np.zeros(0)), float(arrays["duration"].reshape(-1)[0]),
                                    step_fps, grid=fps is not None)
@@ -208,6 +210,35 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
                        "extractors": cache.meta.get("extractors"), "versions": cache.meta.get("versions")},
     }
     return modalities, recipe
+
+
+def manifest_modalities(features_dir: str | Path, ids: Sequence[str], paths: Sequence[str | Path | None],
+                        sequences: bool) -> dict[str, Modality]:
+    """The seam used by ``manifest:`` datasets (:mod:`mmaffect.data.manifest`) with ``--features DIR``.
+
+    Returns ``{"a", "v", "t"}`` with one row per (id, path): audio/visual from :func:`cache_modalities`
+    and the cached transcripts embedded with MiniLM. An id not in the cache is looked up by its
+    resolved media path instead (the same file extracted under another id); ids found neither way,
+    and failed items, raise :class:`DataError` listing them.
+    """
+    from mmaffect.data.text_features import text_modality
+
+    with FeatureCache(features_dir) as cache:
+        keys = list(ids)
+        absent = [i for i, k in enumerate(keys) if k not in cache]
+        if absent:
+            by_path: dict[str, str] = {}
+            for key, record in cache.records().items():
+                src = (record.get("source") or {}).get("path")
+                if src and record["status"] == "ok":
+                    by_path.setdefault(src, key)
+            for i in absent:
+                if paths[i] is not None:
+                    keys[i] = by_path.get(str(Path(paths[i]).expanduser().resolve()), keys[i])
+        modalities, _ = cache_modalities(cache, keys, sequences)
+        transcripts = [r.get("transcript") or "" for _, r, _ in cache.entries(keys)]
+    modalities["t"], _ = text_modality(transcripts, sequences)
+    return modalities
 
 
 # ------------------------------------------------------------------------------------ the reader

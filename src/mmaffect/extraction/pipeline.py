@@ -19,6 +19,23 @@ deterministic (stateless models, one thread per model, a fixed ASR seed), so an 
 resumed job gives the same arrays, bit for bit, as an uninterrupted one.
 
 Failures and warnings: see :data:`POLICY` -- per-item problems never stop the job.
+
+Workers: ``workers=1`` runs in this process (models stay loaded between calls; see
+:func:`release_models`); ``workers >= 2`` spawns that many processes, each loading the models once
+with one thread per model, pinned to one core each when there are at least as many workers as cores
+(FFmpeg and mediapipe otherwise start one thread per core in every worker). A worker that crashes
+(segfault, OOM kill) fails only the item it was on, as a retryable failure. Scripts calling
+``extract(..., workers>=2)`` need an ``if __name__ == "__main__":`` guard (spawned workers re-import
+the main module).
+
+Skipping: an id whose record has the same source sha256, window (start/end) and given text is not
+extracted again; when only its ``meta`` changed, the record is rewritten without re-extraction. The
+sha256 of a cached file is recomputed only when its size or mtime changed (the rsync quick check).
+A cached item whose source file has disappeared keeps its features (with a warning in the report).
+
+Limits: :func:`~mmaffect.features.media.decode` holds all sampled frames of an item in memory
+(640x480 RGB at 2 fps is ~1.8 MB per second of video), so give long recordings as one item per
+utterance with ``start``/``end``, not as one hour-long item.
 """
 
 from __future__ import annotations
@@ -47,8 +64,9 @@ import numpy as np
 from mmaffect.errors import ConfigError, DataError, MediaError
 from mmaffect.io import atomic_write, write_json
 
-__all__ = ["ExtractItem", "ExtractConfig", "ExtractionReport", "extract", "POLICY", "CACHE_FORMAT",
-           "STORE_DIR", "META_FILE", "REPORT_FILE", "RECORD_KEY", "config_hash", "package_versions"]
+__all__ = ["ExtractItem", "ExtractConfig", "ExtractionReport", "extract", "release_models", "POLICY",
+           "CACHE_FORMAT", "STORE_DIR", "META_FILE", "REPORT_FILE", "RECORD_KEY", "config_hash", "package_versions",
+           "decode_record"]
 
 CACHE_FORMAT = "mmaffect-feature-cache"
 CACHE_FORMAT_VERSION = 1
@@ -273,8 +291,7 @@ def _source_info(path: Path) -> dict:
 
 def _item_key(item: ExtractItem, sha: str | None, config: ExtractConfig) -> dict:
     """What makes two extractions of an id the same: content, window and the text used."""
-    text_matters = config.asr != "never" or item.text is not None
-    return {"sha256": sha, "start": item.start, "end": item.end, "text": item.text if text_matters else None}
+    return {"sha256": sha, "start": item.start, "end": item.end, "text": item.text}
 
 
 def _encode_record(record: dict) -> np.ndarray:
@@ -472,9 +489,9 @@ class _Extractor:
         if not any(usable.values()):
             parts = ["no audio track" if not media.has_audio else "silent audio",
                      "no video track" if not media.has_video else "no face detected", "no transcript"]
-            arrays_only_record = self._failed(record, "nothing usable: " + ", ".join(parts), timings)
-            arrays_only_record.media_seconds = float(media.duration)
-            return arrays_only_record
+            result = self._failed(record, "nothing usable: " + ", ".join(parts), timings)
+            result.media_seconds = float(media.duration)
+            return result
 
         # -- NaN-free or flagged
         for name, arr in arrays.items():
@@ -564,6 +581,14 @@ def _local_extractor(config: ExtractConfig, threads: int) -> _Extractor:
             raise ConfigError(f"cannot load the extraction models: {type(exc).__name__}: {exc}") from exc
         _LOCAL.update(key=key, extractor=ext)
     return _LOCAL["extractor"]
+
+
+def release_models() -> None:
+    """Free the models that ``extract(..., workers=1)`` keeps loaded in this process between calls."""
+    ext = _LOCAL.pop("extractor", None)
+    _LOCAL.clear()
+    if ext is not None and ext._face is not None:
+        ext._face.close()
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -937,14 +962,20 @@ def _run_pool(todo: list[ExtractItem], config: ExtractConfig, workers: int, thre
             _stop_pool(pool)
             raise
         pool.shutdown(wait=True)
-        for item in lost:  # alone, so a crash names its item
-            solo = new_pool(1)
-            try:
-                result = solo.submit(_worker_process, item).result()
-            except BrokenProcessPool:
-                result = _crashed(item, config)
-            except BaseException:
+        solo = None
+        try:
+            for item in lost:  # one at a time on one worker, so a crash names its item
+                solo = solo or new_pool(1)
+                try:
+                    result = solo.submit(_worker_process, item).result()
+                except BrokenProcessPool:
+                    result = _crashed(item, config)
+                    solo.shutdown(wait=True)
+                    solo = None
+                commit(result)
+        except BaseException:
+            if solo is not None:
                 _stop_pool(solo)
-                raise
+            raise
+        if solo is not None:
             solo.shutdown(wait=True)
-            commit(result)

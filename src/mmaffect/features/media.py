@@ -126,8 +126,12 @@ def decode(
     max_side: int | None = 640,
     start: float | None = None,
     end: float | None = None,
+    video: bool = True,
 ) -> Media:
     """Decode ``path`` into 16 kHz mono float32 audio and RGB frames sampled at ``fps``.
+
+    ``video=False`` decodes the audio only (``frames`` is None): what segmenting a long recording
+    needs, without holding hours of frames in memory.
 
     Frame sampling is by timestamp: for each sample time ``k / fps`` (from the window start) the
     first decoded frame at or after it is taken, and no frame is taken twice, so a video slower
@@ -152,7 +156,7 @@ def decode(
     except av.error.FFmpegError as err:
         raise MediaError(p, _open_failure(p, err)) from err
     with container:
-        return _decode_open(p, container, float(fps), sample_rate, max_side, start, end)
+        return _decode_open(p, container, float(fps), sample_rate, max_side, start, end, video)
 
 
 class _AudioCollector:
@@ -263,11 +267,12 @@ def _decode_open(
     max_side: int | None,
     start: float | None,
     end: float | None,
+    want_video: bool = True,
 ) -> Media:
     audio_streams = list(container.streams.audio)
-    video_streams = [s for s in container.streams.video if not _is_cover_art(s)]
+    video_streams = [s for s in container.streams.video if not _is_cover_art(s)] if want_video else []
     if not audio_streams and not video_streams:
-        raise MediaError(p, "no audio or video stream")
+        raise MediaError(p, "no audio or video stream" if want_video else "no audio stream")
     a_st = audio_streams[0] if audio_streams else None
     v_st = video_streams[0] if video_streams else None
 

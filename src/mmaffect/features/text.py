@@ -60,6 +60,9 @@ class TextEncoder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars on every load
 
         self._tokenizer = AutoTokenizer.from_pretrained(self._source)
         self._model = AutoModel.from_pretrained(self._source).eval()

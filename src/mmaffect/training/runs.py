@@ -13,6 +13,7 @@ Output folder layout::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -94,9 +95,13 @@ def carve_validation(data: AffectDataset, rows: np.ndarray, fraction: float = 0.
     speakers of one IEMOCAP session), where no third fold is left to validate on."""
     strata = _strata(data)[rows]
     counts = np.bincount(strata)
-    stratify = strata if (counts[counts > 0] >= 2).all() else None
+    classes = int((counts > 0).sum())
+    size = max(round(fraction * len(rows)), classes)  # stratifying needs one row per class at least
+    stratify = strata if (counts[counts > 0] >= 2).all() and len(rows) - size >= classes else None
+    if stratify is None:
+        size = max(round(fraction * len(rows)), 1)
     splitter = (StratifiedShuffleSplit if stratify is not None else ShuffleSplit)(
-        n_splits=1, test_size=fraction, random_state=0)
+        n_splits=1, test_size=size, random_state=0)
     train, valid = next(splitter.split(np.zeros(len(rows)), stratify))
     return rows[np.sort(train)], rows[np.sort(valid)]
 
@@ -165,6 +170,9 @@ def write_predictions(path: Path, data: AffectDataset, parts: dict[str, tuple[np
             for j, name in enumerate(task.tag_names):
                 frame[f"tag_{name}"] = targets["labels"][:, j].numpy().astype(int)
                 frame[f"prob_tag_{name}"] = pred["tag_prob"][:, j]
+        if "relevance" in pred:
+            for j, name in enumerate(data.modalities):
+                frame[f"relevance_{name}"] = pred["relevance"][:, j]
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
@@ -232,6 +240,19 @@ def aggregate(records: list[dict], split: str, seeds: list[int]) -> dict:
     return out
 
 
+def data_fingerprint(data: AffectDataset) -> str:
+    """SHA-256 of ids, splits, labels and utterance vectors: resuming into a folder trained on other
+    features (a re-extracted cache, a changed reader) is refused instead of silently mixing runs."""
+    digest = hashlib.sha256()
+    for part in (data.ids, data.split, data.fold):
+        if part is not None:
+            digest.update("\x1f".join(map(str, part.tolist())).encode())
+    for tensor in [data.score, data.label, data.labels] + [m.vector for m in data.modalities.values()]:
+        if tensor is not None:
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_experiment_data(config: ExperimentConfig) -> AffectDataset:
     info = model_info(config.model)
     data = load_dataset(config.dataset, sequences=info.input_form == "sequence", **config.dataset_args)
@@ -246,11 +267,12 @@ def run_experiment(config: ExperimentConfig, output: str | Path, progress: bool 
     data = load_experiment_data(config)
     plans = plan_runs(data, config)
     saved = output / "config.json"
+    identity = {**config.to_dict(), "data_fingerprint": data_fingerprint(data)}
     if saved.exists():
-        if json.loads(saved.read_text()) != config.to_dict():
-            raise ConfigError(f"{output} holds runs of another configuration; choose a new --output")
+        if json.loads(saved.read_text()) != identity:
+            raise ConfigError(f"{output} holds runs of another configuration or other data; choose a new --output")
     else:
-        write_json(saved, config.to_dict())
+        write_json(saved, identity)
     records = []
     for plan in plans:
         rundir = output / plan.name

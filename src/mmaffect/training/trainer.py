@@ -36,6 +36,8 @@ from mmaffect.training.checkpoint import (
 from mmaffect.training.config import TrainConfig
 
 LOWER_IS_BETTER = {"loss", "mae"}
+# model outputs kept at evaluation: the task heads, and per-modality relevance weights where a model has them
+OUTPUT_KEYS = ("score", "logits", "tags", "relevance")
 
 
 @dataclass
@@ -73,7 +75,7 @@ def predict_outputs(model: AffectModel, data: AffectDataset, rows: np.ndarray, b
     parts: dict[str, list[Tensor]] = {}
     for idx in batches(torch.as_tensor(rows), batch_size, None):
         for key, value in model(data.batch(idx)).items():
-            if key in ("score", "logits", "tags"):
+            if key in OUTPUT_KEYS:
                 parts.setdefault(key, []).append(value.float())
     model.train(was_training)
     return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,262 @@
+"""``mmaffect analyze VIDEO``: utterance segments, per-segment emotion and per-modality contributions.
+
+Pipeline: decode the audio track once, find speech with silero VAD and transcribe it once with
+Whisper (word timestamps); cut the speech into utterance windows and give each window the words
+that fall in it; extract each window with the same extractors and the same settings the model was
+trained with (the checkpoint records them); predict with the model, or with the average of several
+(a training folder's fold models); attribute each prediction to the modalities.
+
+Contributions come from the model's own relevance weights when it has them (``late-fusion``
+outputs ``relevance``); otherwise from modality ablation: the drop in the predicted class's
+probability when a modality's features are replaced by the training mean (zero after the model's
+standardisation), normalised to sum to one over the modalities.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmaffect.errors import DataError
+from mmaffect.inference import LoadedModel, load_model
+
+MAX_SEGMENT = 12.0  # seconds; longer speech runs are cut into equal parts
+MERGE_GAP = 0.5  # seconds of silence below which two speech runs are one utterance
+MIN_SEGMENT = 0.4
+
+
+@dataclass
+class Window:
+    start: float
+    end: float
+    text: str
+
+
+def load_models(path: str | Path) -> list[LoadedModel]:
+    """A checkpoint file, or a ``mmaffect train`` output folder (all its runs' models, averaged)."""
+    path = Path(path)
+    files = sorted(path.glob("*/model.safetensors")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(path, "no model.safetensors in this folder's run folders")
+    models = [load_model(f) for f in files]
+    first = models[0].meta
+    for other in models[1:]:
+        if other.meta["modalities"] != first["modalities"] or other.task.class_names != models[0].task.class_names:
+            raise DataError(path, "its models disagree on modalities or classes")
+    if not models[0].task.class_names:
+        raise DataError(path, "analyze needs a classification model (it has no classes)")
+    return models
+
+
+def speech_windows(audio: np.ndarray, sample_rate: int, words: list, duration: float) -> list[Window]:
+    """Utterance windows from VAD, merged across short pauses and cut when long, with their words.
+
+    Speech the VAD misses but ASR transcribed is covered too; with no speech at all the whole file
+    is one window (its face and voice can still be analysed)."""
+    from mmaffect.features.asr import speech_segments
+
+    runs = [(s, e) for s, e in speech_segments(audio, sample_rate)] if audio is not None else []
+    runs += [(w.start, w.end) for w in words if not any(s <= (w.start + w.end) / 2 <= e for s, e in runs)]
+    runs.sort()
+    merged: list[list[float]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] < MERGE_GAP:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    windows = []
+    for start, end in merged:
+        if end - start < MIN_SEGMENT:
+            continue
+        parts = int(np.ceil((end - start) / MAX_SEGMENT))
+        edges = np.linspace(start, end, parts + 1)
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            text = " ".join(w.text.strip() for w in words if a <= (w.start + w.end) / 2 < b)
+            windows.append(Window(float(a), float(min(b, duration)), text))
+    return windows or [Window(0.0, float(duration), " ".join(w.text.strip() for w in words))]
+
+
+def _extract_config(model: LoadedModel):
+    """The extraction settings recorded in the checkpoint's feature recipe (ASR done here, once)."""
+    from dataclasses import fields
+
+    from mmaffect.extraction.pipeline import ExtractConfig
+
+    recorded = (model.meta.get("features", {}).get("features", {}).get("extraction", {}) or {}).get("config", {})
+    known = {f.name for f in fields(ExtractConfig)}
+    return ExtractConfig(**{**{k: v for k, v in recorded.items() if k in known}, "asr": "never"})
+
+
+def _predict(models: list[LoadedModel], data) -> tuple[np.ndarray, np.ndarray, str]:
+    """Averaged class probabilities (N, C) and contributions (N, M), and how contributions were got."""
+    probs, contributions = [], []
+    source = "relevance"
+    for loaded in models:
+        prepared = loaded.prepare(data, "analysis")
+        batch = prepared.batch(torch.arange(len(prepared)))
+        with torch.inference_mode():
+            out = loaded.model(batch)
+            p = torch.softmax(out["logits"], -1)
+            probs.append(p.numpy())
+            if "relevance" in out:
+                contributions.append(out["relevance"].numpy())
+                continue
+            source = "ablation"
+            top = p.argmax(1, keepdim=True)
+            drops = []
+            for m in prepared.modalities:
+                ablated = dict(batch, **{m: torch.zeros_like(batch[m])})
+                if f"{m}_seq" in batch:
+                    ablated[f"{m}_seq"] = torch.zeros_like(batch[f"{m}_seq"])
+                q = torch.softmax(loaded.model(ablated)["logits"], -1)
+                drops.append((p.gather(1, top) - q.gather(1, top)).clamp(min=0).squeeze(1))
+            d = torch.stack(drops, 1)
+            contributions.append((d / d.sum(1, keepdim=True).clamp(min=1e-8)).numpy())
+    return np.mean(probs, 0), np.mean(contributions, 0), source
+
+
+class Analyzer:
+    """Loads the model(s), the speech recogniser and the extractors once; call it on videos."""
+
+    def __init__(self, checkpoint: str | Path, asr_model: str | None = None):
+        from mmaffect.features.asr import SpeechRecognizer
+
+        self.checkpoint = Path(checkpoint)
+        self.models = load_models(checkpoint)
+        self.config = _extract_config(self.models[0])
+        self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model)
+        self.classes = list(self.models[0].task.class_names)
+        self.modalities = list(self.models[0].meta["modalities"])
+
+    def __call__(self, video: str | Path) -> dict:
+        from mmaffect.extraction.cache import load_cache
+        from mmaffect.extraction.pipeline import ExtractItem, extract
+        from mmaffect.features.audio import is_silent
+        from mmaffect.features.media import decode
+
+        started = time.perf_counter()
+        video = Path(video)
+        media = decode(video, fps=self.config.fps, sample_rate=self.config.sample_rate, video=False) \
+            if _has_audio(video) else None
+        duration = media.duration if media is not None else _duration(video)
+        words = []
+        if media is not None and media.audio is not None and not is_silent(media.audio, sample_rate=media.sample_rate):
+            words = self.recognizer(media.audio, media.sample_rate).words
+        windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
+        items = [ExtractItem(id=f"segment{i:03d}", path=video, text=w.text, start=w.start, end=w.end)
+                 for i, w in enumerate(windows)]
+        with tempfile.TemporaryDirectory(prefix="mmaffect-analyze-") as tmp:
+            report = extract(items, Path(tmp) / "cache", self.config, workers=1, progress=False)
+            failed = report.failed
+            if len(failed) == len(items):
+                raise DataError(video, f"no segment could be analysed ({next(iter(failed.values()))})")
+            data = load_cache(str(Path(tmp) / "cache"))
+            data = data.with_modalities(self.modalities)
+            records = _records(Path(tmp) / "cache")
+        probs, contributions, source = _predict(self.models, data)
+        by_id = {item.id: (item, w) for item, w in zip(items, windows, strict=True)}
+        segments = []
+        for row, seg_id in enumerate(data.ids):
+            item, window = by_id[seg_id]
+            record = records[seg_id]
+            k = int(probs[row].argmax())
+            segments.append({
+                "id": seg_id, "start": round(window.start, 3), "end": round(window.end, 3), "text": window.text,
+                "label": self.classes[k], "confidence": float(probs[row, k]),
+                "probabilities": {c: float(p) for c, p in zip(self.classes, probs[row], strict=True)},
+                "contributions": {m: float(c) for m, c in zip(self.modalities, contributions[row], strict=True)},
+                "face_rate": (record.get("flags") or {}).get("face_rate"),
+                "warnings": record.get("warnings", []),
+            })
+        return {"video": str(video), "duration": float(duration), "checkpoint": str(self.checkpoint),
+                "n_models": len(self.models), "classes": self.classes, "modalities": self.modalities,
+                "contributions_from": source, "segments": segments,
+                "failed": [{"id": i, "start": by_id[i][1].start, "end": by_id[i][1].end, "reason": r}
+                           for i, r in failed.items()],
+                "seconds": time.perf_counter() - started}
+
+
+def _has_audio(path: Path) -> bool:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError):
+        return False
+
+
+def _duration(path: Path) -> float:
+    from mmaffect.features.media import decode
+
+    return decode(path, fps=1.0, max_side=32).duration
+
+
+def _records(cache_dir: Path) -> dict[str, dict]:
+    from mmaffect.extraction.cache import FeatureCache
+
+    with FeatureCache(cache_dir) as cache:
+        return cache.records()
+
+
+def format_table(result: dict) -> str:
+    mods = result["modalities"]
+    lines = [f"{result['video']}: {result['duration']:.1f} s, {len(result['segments'])} segment(s); model "
+             f"{result['checkpoint']} ({result['n_models']} run(s)); contributions from {result['contributions_from']}",
+             f"{'start':>7} {'end':>7}  {'label':<8}{'conf':>6}  " + " ".join(f"{m:>5}" for m in mods)
+             + f"  {'face':>5}  text"]
+    for s in result["segments"]:
+        face = "" if s["face_rate"] is None else f"{s['face_rate']:.2f}"
+        lines.append(f"{s['start']:7.2f} {s['end']:7.2f}  {s['label']:<8}{s['confidence']:6.2f}  "
+                     + " ".join(f"{s['contributions'][m]:5.2f}" for m in mods) + f"  {face:>5}  {s['text'][:60]}")
+    for f in result["failed"]:
+        lines.append(f"{f['start']:7.2f} {f['end']:7.2f}  not analysed: {f['reason']}")
+    lines.append(f"{result['seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def plot_timeline(result: dict, path: str | Path) -> None:
+    """Two panels over time: class probabilities per segment, and modality contributions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmaffect.io import atomic_write
+
+    classes, mods = result["classes"], result["modalities"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=[3, 1.4])
+    colours = plt.get_cmap("tab10")
+    for s in result["segments"]:
+        width = s["end"] - s["start"]
+        base = 0.0
+        for j, c in enumerate(classes):
+            p = s["probabilities"][c]
+            top.bar(s["start"], p, width=width, bottom=base, align="edge", color=colours(j % 10), edgecolor="white")
+            base += p
+        top.text(s["start"] + width / 2, 1.02, s["label"], ha="center", va="bottom", fontsize=8)
+        base = 0.0
+        for j, m in enumerate(mods):
+            c = s["contributions"][m]
+            bottom.bar(s["start"], c, width=width, bottom=base, align="edge", color=colours((j + 7) % 10),
+                       edgecolor="white")
+            base += c
+    top.set_ylim(0, 1.12)
+    top.set_ylabel("class probability")
+    top.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colours(j % 10)) for j in range(len(classes))],
+               labels=classes, ncol=len(classes), fontsize=7, loc="lower center", bbox_to_anchor=(0.5, -0.32))
+    bottom.set_ylabel("contribution")
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylim(0, 1)
+    names = {"t": "text", "a": "audio", "v": "video"}
+    bottom.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colours((j + 7) % 10)) for j in range(len(mods))],
+                  labels=[names.get(m, m) for m in mods], ncol=len(mods), fontsize=7, loc="upper right")
+    top.set_title(f"{Path(result['video']).name}: emotion per segment", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
