@@ -81,8 +81,18 @@ def _experiment_config(args: argparse.Namespace, **fixed):
     if args.cv is not None:
         cv = {"folds": "column" if args.cv == "column" else int(args.cv), "group_by": args.group_by}
     overrides = {"dataset": args.dataset, "model": args.model, "seeds": args.seeds, "task": args.task,
-                 "modalities": args.modalities, "train.epochs": args.epochs, "cv": cv, **fixed}
+                 "modalities": args.modalities, "train.epochs": args.epochs, "cv": cv,
+                 "threshold": args.threshold, "train.class_weights": args.class_weights,
+                 **_dataset_args(args), **fixed}
     return load_config(args.config, overrides, args.set)
+
+
+def _dataset_args(args: argparse.Namespace) -> dict:
+    """``--columns/--encoding/--features`` as ``dataset_args.*`` overrides (reader options of ``manifest:``)."""
+    from mmaffect.data.manifest import parse_columns
+
+    return {"dataset_args.columns": parse_columns(args.columns), "dataset_args.encoding": args.encoding,
+            "dataset_args.features": args.features}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -123,7 +133,9 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mmaffect.inference import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, predictions=args.predictions)
+    dataset_args = {k.split(".", 1)[1]: v for k, v in _dataset_args(args).items() if v is not None}
+    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, predictions=args.predictions,
+                                  dataset_args=dataset_args)
     for name, value in metrics.items():
         print(f"{name:<14}{_fmt(value, _digits(name)):>10}")
     if args.json:
@@ -154,7 +166,14 @@ def _command(name: str):
 
 
 _COMMAND_MODULES = {"extract": _command("extract"), "analyze": _command("analyze"),
-                    "train-analysis-model": _command("analysis_model")}
+                    "train-analysis-model": _command("analysis_model"), "predict": _command("predict")}
+
+
+def _reader_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--columns", metavar="CANON=COL,...",
+                   help="manifest column mapping, e.g. text=Utterance,label=Emotion (label= switches a column off)")
+    p.add_argument("--encoding", help="manifest text encoding (default utf-8; e.g. cp1252, latin-1)")
+    p.add_argument("--features", metavar="DIR", help="extracted media features for manifest rows with a path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--task", help="sentiment | regression | classification | binary | multilabel | a+b")
         p.add_argument("--cv", help="K for stratified group K-fold, or 'column' for the dataset's folds")
         p.add_argument("--group-by", default="group", help="cv grouping: group | speaker | dialogue_id | none")
+        p.add_argument("--threshold", type=float, help="regression: also acc2/F1 of score >= THRESHOLD")
+        p.add_argument("--class-weights", choices=["balanced"], help="weight the class loss by inverse frequency")
+        _reader_options(p)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config value, e.g. train.lr=3e-4 or model_args.dropout=0.1")
         p.add_argument("--output", required=True, help="output folder (resumable)")
@@ -208,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="train | valid | test | all")
     p.add_argument("--predictions", help="write per-row predictions to this CSV")
     p.add_argument("--json", help="write the metrics to this JSON file")
+    _reader_options(p)
     return parser
 
 

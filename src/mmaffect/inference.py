@@ -60,8 +60,17 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test",
-                        predictions: str | Path | None = None) -> dict[str, float]:
-    """Metrics of a checkpoint on one split (or ``all``) of a dataset; optionally write predictions."""
+                        predictions: str | Path | None = None, dataset_args: dict | None = None) -> dict[str, float]:
+    """Metrics of a checkpoint on one split (or ``all``) of a dataset; optionally write predictions.
+
+    ``manifest:`` datasets are scored from the rows ``mmaffect predict`` writes (``dataset_args``: the
+    reader's ``columns``, ``encoding``, ``features``), so rows with problems are listed, not fatal."""
+    if dataset.startswith("manifest:"):
+        from mmaffect.commands.predict import evaluate_manifest
+
+        return evaluate_manifest(checkpoint, dataset, split=split, predictions=predictions, **(dataset_args or {}))
+    if dataset_args:
+        raise DataError(dataset, f"takes no reader options (got {', '.join(sorted(dataset_args))})")
     loaded = load_model(checkpoint)
     data = load_dataset(dataset, sequences=model_info(loaded.meta["model"]).input_form == "sequence")
     data = loaded.prepare(data, dataset)

@@ -47,6 +47,7 @@ class Task:
     threshold: float | None = None
     score_loss: str = "l1"
     class_weights: tuple[float, ...] | None = None
+    tag_weights: tuple[float, ...] | None = None  # BCE pos_weight per tag (multi-label, "balanced")
 
     @property
     def score_kind(self) -> str | None:
@@ -78,7 +79,8 @@ class Task:
             weight = None if self.class_weights is None else torch.tensor(self.class_weights)
             terms["label"] = F.cross_entropy(outputs["logits"], batch["label"], weight=weight)
         if "multilabel" in self.kinds:
-            terms["tags"] = F.binary_cross_entropy_with_logits(outputs["tags"], batch["labels"])
+            pos_weight = None if self.tag_weights is None else torch.tensor(self.tag_weights)
+            terms["tags"] = F.binary_cross_entropy_with_logits(outputs["tags"], batch["labels"], pos_weight=pos_weight)
         return terms
 
     def predictions(self, outputs: dict[str, Tensor]) -> dict[str, np.ndarray]:
@@ -120,7 +122,8 @@ class Task:
         return {"kinds": list(self.kinds), "class_names": self.class_names and list(self.class_names),
                 "tag_names": self.tag_names and list(self.tag_names), "threshold": self.threshold,
                 "score_loss": self.score_loss,
-                "class_weights": self.class_weights and list(self.class_weights)}
+                "class_weights": self.class_weights and list(self.class_weights),
+                "tag_weights": self.tag_weights and list(self.tag_weights)}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Task:
@@ -128,7 +131,8 @@ class Task:
                    class_names=raw["class_names"] and tuple(raw["class_names"]),
                    tag_names=raw["tag_names"] and tuple(raw["tag_names"]),
                    threshold=raw["threshold"], score_loss=raw["score_loss"],
-                   class_weights=raw["class_weights"] and tuple(raw["class_weights"]))
+                   class_weights=raw["class_weights"] and tuple(raw["class_weights"]),
+                   tag_weights=raw.get("tag_weights") and tuple(raw["tag_weights"]))
 
 
 def make_task(data: AffectDataset, spec: str | None = None, *, threshold: float | None = None,
@@ -136,7 +140,8 @@ def make_task(data: AffectDataset, spec: str | None = None, *, threshold: float 
               train_index: np.ndarray | None = None) -> Task:
     """Build the task ``spec`` (default: the dataset's) and check the dataset has its targets.
 
-    ``class_weights="balanced"`` weights the CE loss by ``n / (C * count_c)`` on the training rows.
+    ``class_weights="balanced"`` weights the CE loss by ``n / (C * count_c)`` on the training rows, and
+    for multi-label tasks each tag's positives by ``negatives / positives`` (BCE ``pos_weight``).
     """
     kinds = tuple((spec or data.default_task).split("+"))
     unknown = [k for k in kinds if k not in KINDS]
@@ -155,14 +160,20 @@ def make_task(data: AffectDataset, spec: str | None = None, *, threshold: float 
         raise ConfigError(f"{data.name} has no multi-label tags")
     if score_loss not in ("l1", "mse"):
         raise ConfigError(f"score_loss must be l1 or mse, not {score_loss!r}")
-    weights = None
+    weights = tag_weights = None
     if class_weights is not None:
-        if class_weights != "balanced" or not label_kind:
-            raise ConfigError("class_weights must be 'balanced' and needs a label task")
-        labels = data.label.numpy() if train_index is None else data.label.numpy()[train_index]
-        counts = np.bincount(labels, minlength=len(data.class_names)).astype(float)
-        weights = tuple(float(len(labels) / (len(counts) * c)) if c else 0.0 for c in counts)
+        if class_weights != "balanced" or not (label_kind or "multilabel" in kinds):
+            raise ConfigError("class_weights must be 'balanced' and needs a label or multi-label task")
+        rows = slice(None) if train_index is None else train_index
+        if label_kind:
+            labels = data.label.numpy()[rows]
+            counts = np.bincount(labels, minlength=len(data.class_names)).astype(float)
+            weights = tuple(float(len(labels) / (len(counts) * c)) if c else 0.0 for c in counts)
+        if "multilabel" in kinds:  # positives of a rare tag weigh as much as its negatives
+            tags = data.labels.numpy()[rows]
+            positives = tags.sum(0)
+            tag_weights = tuple(float((len(tags) - p) / p) if p else 1.0 for p in positives)
     return Task(kinds=kinds,
                 class_names=tuple(data.class_names) if label_kind else None,
                 tag_names=tuple(data.tag_names) if "multilabel" in kinds else None,
-                threshold=threshold, score_loss=score_loss, class_weights=weights)
+                threshold=threshold, score_loss=score_loss, class_weights=weights, tag_weights=tag_weights)

@@ -21,15 +21,16 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-import torch
-from torch import Tensor
-
-from mmaffect.data.manifest import ManifestError, ManifestRow, build_dataset, parse_columns, read_manifest
 from mmaffect.errors import ConfigError, DataError
-from mmaffect.io import atomic_write
+
+if TYPE_CHECKING:  # numpy, pandas, torch and the readers are imported when used: `mmaffect --help` stays fast
+    import numpy as np
+    import pandas as pd
+    from torch import Tensor
+
+    from mmaffect.data.manifest import ManifestRow
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -93,6 +94,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``mmaffect predict``: write the predictions, summarise problems on stderr; 0 all rows, 1 some rows failed."""
+    from mmaffect.data.manifest import parse_columns
+
     output = Path(args.output)
     check_output(output)
     result = predict(args.checkpoint, args.dataset, columns=parse_columns(args.columns),
@@ -113,6 +116,10 @@ def check_output(path: Path) -> None:
 
 def write_table(path: str | Path, table: pd.DataFrame) -> None:
     """Write the prediction table as CSV or JSON lines (by suffix), atomically."""
+    import numpy as np
+
+    from mmaffect.io import atomic_write
+
     path = Path(path)
     check_output(path)
     if path.suffix.lower() == ".csv":
@@ -173,12 +180,18 @@ class _DatasetRow:
 
 
 def _predict_manifest(loaded, dataset: str, columns, encoding, features, sequences) -> Predictions:
+    from mmaffect.data.manifest import ManifestError, build_dataset, read_manifest
+
     argument = dataset.partition(":")[2]
     trained = loaded.meta.get("features", {}) or {}
     trained_columns = trained.get("columns") if str(trained.get("source", "")).startswith("manifest:") else None
     manifest = read_manifest(argument, columns, encoding, None, purpose="predict", default_columns=trained_columns)
     if manifest.file_problems:
-        raise ManifestError(manifest.source, manifest.file_problems)
+        note = None
+        if trained_columns:
+            note = (f"(the checkpoint was trained with columns "
+                    f"{','.join(f'{k}={v}' for k, v in trained_columns.items())}; map this file's with --columns)")
+        raise ManifestError(manifest.source, manifest.file_problems, note)
     need = list(loaded.meta["modalities"])
     need_media = any(m in ("a", "v") for m in need)
     for r in manifest.rows:
@@ -212,6 +225,9 @@ def _predict_manifest(loaded, dataset: str, columns, encoding, features, sequenc
 def _assemble(loaded, rows, prepared, good: list[int], targets: dict[str, list],
               manifest_rows: list[ManifestRow], notes: list[str]) -> Predictions:
     """The output table over all ``rows``, predictions filled in at ``good``."""
+    import numpy as np
+    import pandas as pd
+
     from mmaffect.training.config import TrainConfig
     from mmaffect.training.trainer import predict_outputs
 
@@ -325,6 +341,9 @@ def _assemble(loaded, rows, prepared, good: list[int], targets: dict[str, list],
 def score_predictions(result: Predictions, positions: np.ndarray) -> tuple[dict[str, float], int]:
     """``loss`` and the task's metrics over the rows at table ``positions`` that were predicted and
     have every target the task needs; returns ``(metrics, rows scored)``."""
+    import numpy as np
+    import torch
+
     from mmaffect.training.trainer import total_loss
 
     task = result.task
@@ -368,6 +387,10 @@ def evaluate_manifest(checkpoint: str | Path, dataset: str, split: str = "test",
     """Metrics of ``checkpoint`` on one split (or ``all``) of a labelled manifest, computed from the rows
     ``mmaffect predict`` writes. A manifest without a split column is scored on all its rows.
     Optionally writes those rows' predictions (same format as ``predict``)."""
+    import numpy as np
+
+    from mmaffect.data.manifest import parse_columns
+
     if predictions is not None:
         check_output(Path(predictions))
     result = predict(checkpoint, dataset, columns=parse_columns(columns), encoding=encoding, features=features)

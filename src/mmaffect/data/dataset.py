@@ -83,6 +83,8 @@ class AffectDataset:
         split: ``"train"|"valid"|"test"`` per sample, or None when the data has no fixed split.
         fold: cross-validation fold per sample (e.g. IEMOCAP session), or None.
         dialogue_id, speaker, utt_index: conversation structure for context models, or None.
+        context: per row, the preceding utterances a corpus gives instead of whole dialogues
+            (object array of ``[{"text", "speaker"}, ...]`` lists), or None.
         group: the unit that must never straddle train and test (video, speaker, dialogue), or None.
         default_task: the task a run uses unless told otherwise (see :mod:`mmaffect.tasks`).
         meta: provenance and feature recipe (source files, encoders and their versions).
@@ -101,6 +103,7 @@ class AffectDataset:
     dialogue_id: np.ndarray | None = None
     speaker: np.ndarray | None = None
     utt_index: np.ndarray | None = None
+    context: np.ndarray | None = None
     group: np.ndarray | None = None
     default_task: str = "classification"
     meta: dict = field(default_factory=dict)
@@ -115,7 +118,7 @@ class AffectDataset:
             if mod.vector.shape[0] != n:
                 raise ValueError(f"{self.name}: modality {key} has {mod.vector.shape[0]} rows, ids have {n}")
         for attr in ("score", "label", "labels", "split", "fold", "dialogue_id", "speaker", "utt_index",
-                     "group"):
+                     "context", "group"):
             value = getattr(self, attr)
             if value is not None and len(value) != n:
                 raise ValueError(f"{self.name}: {attr} has {len(value)} rows, ids have {n}")
@@ -140,7 +143,7 @@ class AffectDataset:
             ids=self.ids[np_idx],
             modalities={k: m.take(idx) for k, m in self.modalities.items()},
             **{a: pick(getattr(self, a)) for a in ("score", "label", "labels", "split", "fold",
-                                                    "dialogue_id", "speaker", "utt_index", "group")},
+                                                    "dialogue_id", "speaker", "utt_index", "context", "group")},
         )
 
     def with_modalities(self, keys: Sequence[str]) -> AffectDataset:

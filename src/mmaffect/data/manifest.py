@@ -66,7 +66,7 @@ MAX_LISTED = 200
 class ManifestError(DataError):
     """Everything wrong with a manifest, one line per problem (``FILE: row N: problem``)."""
 
-    def __init__(self, source: str, problems: list[str]):
+    def __init__(self, source: str, problems: list[str], note: str | None = None):
         self.problems = list(problems)
         shown = self.problems[:MAX_LISTED]
         more = len(self.problems) - len(shown)
@@ -75,6 +75,8 @@ class ManifestError(DataError):
         if more:
             kinds = Counter(_problem_kind(p) for p in self.problems[MAX_LISTED:])
             lines.append(f"... and {more} more: " + ", ".join(f"{n} x {k}" for k, n in kinds.most_common()))
+        if note:
+            lines.append(note)
         super().__init__(None, "\n".join(lines))
         self.path = source
 
@@ -910,8 +912,10 @@ def build_dataset(manifest: Manifest, rows: Sequence[ManifestRow] | None = None,
     split_text = _split_description(manifest, rows)
     if split_text:
         meta["split"] = split_text
+    context = None
     if "context" in present:
-        meta["context"] = [r.context or [] for r in rows]
+        context = np.empty(len(rows), dtype=object)
+        context[:] = [r.context or [] for r in rows]
     return AffectDataset(
         name=name or manifest.source,
         ids=np.array([r.id for r in rows], dtype=str),
@@ -926,6 +930,7 @@ def build_dataset(manifest: Manifest, rows: Sequence[ManifestRow] | None = None,
         dialogue_id=dialogue,
         speaker=speaker,
         utt_index=column("utt_index", np.int64),
+        context=context,
         group=speaker if speaker is not None else dialogue,
         default_task=manifest.task or "classification",
         meta=meta,

@@ -56,8 +56,9 @@ class RunPlan:
 def _strata(data: AffectDataset) -> np.ndarray:
     if data.label is not None:
         return data.label.numpy()
-    if data.score is not None:
-        return (data.score.numpy() >= 0).astype(int)
+    if data.score is not None:  # sign for sentiment in [-3, 3], else above/below the median
+        score = data.score.numpy()
+        return (score >= (0 if data.default_task == "sentiment" else np.median(score))).astype(int)
     return np.zeros(len(data), dtype=int)
 
 
@@ -79,8 +80,9 @@ def fold_assignment(data: AffectDataset, cv: CVConfig) -> np.ndarray:
     strata = _strata(data)
     counts = np.bincount(strata)
     if (counts[counts > 0] < cv.folds).any():
-        small = [str(c) for c in np.flatnonzero((counts > 0) & (counts < cv.folds))]
-        raise ConfigError(f"{data.name}: class {', '.join(small)} has fewer members than {cv.folds} folds")
+        small = np.flatnonzero((counts > 0) & (counts < cv.folds))
+        names = [repr(data.class_names[c]) if data.label is not None and data.class_names else str(c) for c in small]
+        raise ConfigError(f"{data.name}: class {', '.join(names)} has fewer members than {cv.folds} folds")
     if len(np.unique(groups)) < cv.folds:
         raise ConfigError(f"{data.name}: only {len(np.unique(groups))} {cv.group_by} groups for {cv.folds} folds")
     folds = np.empty(len(data), dtype=int)
@@ -178,6 +180,8 @@ def write_predictions(path: Path, data: AffectDataset, parts: dict[str, tuple[np
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
+
+
 def checkpoint_meta(config: ExperimentConfig, data: AffectDataset, task: Task, spec: ModelSpec,
                     plan: RunPlan, best_epoch: int) -> dict:
     return {"format": 1, "mmaffect_version": __version__, "model": config.model,
@@ -255,7 +259,10 @@ def data_fingerprint(data: AffectDataset) -> str:
 
 def load_experiment_data(config: ExperimentConfig) -> AffectDataset:
     info = model_info(config.model)
-    data = load_dataset(config.dataset, sequences=info.input_form == "sequence", **config.dataset_args)
+    options = dict(config.dataset_args)
+    if config.dataset.startswith("manifest:") and config.cv is not None:
+        options.setdefault("folds", config.cv.folds)  # the reader then names the rows of too-rare classes
+    data = load_dataset(config.dataset, sequences=info.input_form == "sequence", **options)
     if config.modalities:
         data = data.with_modalities(config.modalities)
     return data
