@@ -181,18 +181,3 @@ class AffectDataset:
             if value is not None:
                 out[target] = value[index]
         return out
-
-    def describe(self) -> str:
-        """One line: size, modalities with widths, targets and splits."""
-        mods = ", ".join(
-            f"{k}:{m.dim}" + (f" seq≤{m.sequence.shape[1]}" if m.sequence is not None else "")
-            for k, m in self.modalities.items())
-        parts = [f"{len(self)} utterances", f"modalities {mods}"]
-        if self.label is not None:
-            parts.append(f"{len(self.class_names)} classes")
-        if self.score is not None:
-            parts.append("score")
-        splits = self.split_indices()
-        if splits:
-            parts.append("/".join(f"{k} {len(v)}" for k, v in splits.items()))
-        return "; ".join(parts)

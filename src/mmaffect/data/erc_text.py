@@ -55,6 +55,28 @@ def class_ids(values: pd.Series, class_names: list[str], path: Path) -> np.ndarr
     return ids.to_numpy(np.int64).copy()
 
 
+def _iemocap_dataset(name: str, frame: pd.DataFrame, path: Path, class_names: list[str], split: np.ndarray,
+                     session: np.ndarray, sequences: bool, meta: dict) -> AffectDataset:
+    """IEMOCAP rows -> dataset; speakers are session actors (``Ses01F``), the unit kept out of test."""
+    text, recipe = text_modality(frame["text"].astype(str).tolist(), sequences)
+    speaker = (frame["utterance_id"].str.slice(0, 5) + frame["speaker"]).to_numpy(str)
+    return AffectDataset(
+        name=name,
+        ids=frame["utterance_id"].to_numpy(str),
+        modalities={"t": text},
+        label=torch.from_numpy(class_ids(frame["label"], class_names, path)),
+        class_names=class_names,
+        split=split,
+        fold=session,
+        dialogue_id=frame["dialogue_id"].to_numpy(str),
+        speaker=speaker,
+        utt_index=frame["utt_index"].to_numpy(np.int64),
+        group=speaker,
+        default_task="classification",
+        meta={**recipe, **meta},
+    )
+
+
 @register_dataset("iemocap6-text", files=(IEMOCAP6,), size=7433,
                   description="IEMOCAP 6-class emotion, text (MiniLM), COSMIC split 5163/647/1623 "
                               "(test = Session 5)")
@@ -62,25 +84,11 @@ def load_iemocap6_text(root: Path, sequences: bool = False) -> AffectDataset:
     path = root / IEMOCAP6
     frame = read_csv(path, ["split", "dialogue_id", "utt_index", "utterance_id", "speaker", "label", "text"],
                      keep_default_na=False)
-    text, recipe = text_modality(frame["text"].astype(str).tolist(), sequences)
     session = frame["utterance_id"].str.slice(3, 5).astype(int).to_numpy()
-    speaker = (frame["utterance_id"].str.slice(0, 5) + frame["speaker"]).to_numpy(str)
-    return AffectDataset(
-        name="iemocap6-text",
-        ids=frame["utterance_id"].to_numpy(str),
-        modalities={"t": text},
-        label=torch.from_numpy(class_ids(frame["label"], IEMOCAP6_CLASSES, path)),
-        class_names=IEMOCAP6_CLASSES,
-        split=frame["split"].to_numpy(str),
-        fold=session,
-        dialogue_id=frame["dialogue_id"].to_numpy(str),
-        speaker=speaker,
-        utt_index=frame["utt_index"].to_numpy(np.int64),
-        group=speaker,
-        default_task="classification",
-        meta={**recipe, "split": "COSMIC 6-class split: train 5163 / valid 647 / test 1623 (Session 5)",
-              "labels": "COSMIC 6-class (53 official 'xxx' utterances labelled hap, kept)"},
-    )
+    return _iemocap_dataset(
+        "iemocap6-text", frame, path, IEMOCAP6_CLASSES, frame["split"].to_numpy(str), session, sequences,
+        {"split": "COSMIC 6-class split: train 5163 / valid 647 / test 1623 (Session 5)",
+         "labels": "COSMIC 6-class (53 official 'xxx' utterances labelled hap, kept)"})
 
 
 @register_dataset("iemocap8-text", files=(IEMOCAP_FULL,), size=7527,
@@ -94,25 +102,11 @@ def load_iemocap8_text(root: Path, sequences: bool = False) -> AffectDataset:
     frame = read_csv(path, ["utterance_id", "dialogue_id", "utt_index", "session", "speaker", "label", "text"],
                      keep_default_na=False)
     frame = frame[frame["label"].isin(IEMOCAP8_CLASSES)].reset_index(drop=True)
-    text, recipe = text_modality(frame["text"].astype(str).tolist(), sequences)
     session = frame["session"].astype(int).to_numpy()
-    speaker = (frame["utterance_id"].str.slice(0, 5) + frame["speaker"]).to_numpy(str)
-    return AffectDataset(
-        name="iemocap8-text",
-        ids=frame["utterance_id"].to_numpy(str),
-        modalities={"t": text},
-        label=torch.from_numpy(class_ids(frame["label"], IEMOCAP8_CLASSES, path)),
-        class_names=IEMOCAP8_CLASSES,
-        split=np.array([IEMOCAP8_SPLIT[s] for s in session]),
-        fold=session,
-        dialogue_id=frame["dialogue_id"].to_numpy(str),
-        speaker=speaker,
-        utt_index=frame["utt_index"].to_numpy(np.int64),
-        group=speaker,
-        default_task="classification",
-        meta={**recipe, "split": "official labels (8 clip classes); train Sessions 2-4 / valid 5 / test 1",
-              "labels": "official EmoEvaluation majority labels; xxx/oth/dis dropped"},
-    )
+    return _iemocap_dataset(
+        "iemocap8-text", frame, path, IEMOCAP8_CLASSES, np.array([IEMOCAP8_SPLIT[s] for s in session]), session,
+        sequences, {"split": "official labels (8 clip classes); train Sessions 2-4 / valid 5 / test 1",
+                    "labels": "official EmoEvaluation majority labels; xxx/oth/dis dropped"})
 
 
 def _load_meld(root: Path, sequences: bool, column: str, class_names: list[str], name: str) -> AffectDataset:
