@@ -51,3 +51,21 @@ def test_mismatched_text_checkpoint_is_refused(tmp_path):
         create_model("late-fusion", spec, text_hidden=32, text_init=str(tmp_path / "text.safetensors"))
     with pytest.raises(ConfigError, match="predicts only logits"):
         create_model("late-fusion", ModelSpec(dims={"t": 12}, seq_dims={}, heads={"score": 1}))
+
+
+def test_speaker_gate_lowers_visual_relevance_when_the_mouth_does_not_follow_the_voice():
+    from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
+
+    width = len(VISUAL_VECTOR_NAMES)
+    spec = ModelSpec(dims={"t": 12, "v": width}, seq_dims={}, heads={"logits": 4})
+    torch.manual_seed(0)
+    fusion = create_model("late-fusion", spec, speaker_gate=True).eval()
+    v = torch.zeros(2, width)
+    v[:, VISUAL_VECTOR_NAMES.index("face_rate")] = 1.0
+    v[:, VISUAL_VECTOR_NAMES.index("speaker_sync")] = torch.tensor([0.6, -0.4])  # speaking vs listening face
+    relevance = fusion({"t": torch.zeros(2, 12), "v": v})["relevance"][:, 1]
+    assert relevance[0] > relevance[1]
+    v[:, VISUAL_VECTOR_NAMES.index("face_rate")] = 0.0  # no face at all: the visual branch is ignored
+    assert fusion({"t": torch.zeros(2, 12), "v": v})["relevance"][:, 1].max() < 1e-3
+    with pytest.raises(ConfigError, match="speaker_gate needs the visual vector"):
+        create_model("late-fusion", ModelSpec(dims={"v": 7}, seq_dims={}, heads={"logits": 2}), speaker_gate=True)

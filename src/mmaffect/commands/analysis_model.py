@@ -6,8 +6,9 @@ Three steps, each resumable:
    the 8 classes of the developer clips; Session 1, where the clips come from, is its test split;
 2. the 40 IEMOCAP Session 1 clips extracted (``mmaffect extract``) with their transcripts;
 3. ``late-fusion`` on the clips, its text branch initialised from step 1 and frozen, audio and visual
-   branches and the relevance gate learned on the clips, cross-validated: 5-fold stratified group CV by
-   dialogue (the default model = its 15 fold models, averaged), and leave-one-speaker-out (2 folds).
+   branches and the relevance gate learned on the clips, the visual relevance scaled by the
+   active-speaker cue (``speaker_gate``), cross-validated: 5-fold stratified group CV by dialogue (the
+   default model = its 15 fold models, averaged), and leave-one-speaker-out (2 folds).
 
 It prints the cross-validated accuracy of text alone and of the fusion, and the mean visual relevance
 on clips where the visible face is the speaker versus the listener (``speaker_visible``).
@@ -68,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"2/3 extracting {manifest_path.parent}", flush=True)
     report = extract(items_from_csv(manifest_path, CLIP_COLUMNS), out / "clips", progress=progress)
     print(f"    {report.summary()}", flush=True)
-    base = {"dataset": f"cache:{out / 'clips'}", "seeds": seeds, "standardize": ["a", "v"],
-            "model_args": {"text_init": str(out / "text" / "seed0" / "model.safetensors")}}
+    # speaker_gate and raw visual inputs: chosen on validation (CV by dialogue, 3 seeds): accuracy 47.2
+    # against 44.1 without the gate and 43.2 with standardised visual inputs
+    base = {"dataset": f"cache:{out / 'clips'}", "seeds": seeds, "standardize": ["a"],
+            "model_args": {"text_init": str(out / "text" / "seed0" / "model.safetensors"), "speaker_gate": True}}
     summary = {"text_branch_session1": text["test"]}
     manifest = pd.read_csv(manifest_path)
     for name, cv in (("fusion", CVConfig(5, "dialogue_id")), ("fusion-by-speaker", CVConfig(2, "speaker"))):

@@ -79,7 +79,7 @@ def load_text_branch(path: str, branch: Branch) -> None:
 class GatedLateFusion(AffectModel):
     def __init__(self, spec: ModelSpec, *, hidden: int = 64, layers: int = 0, dropout: float = 0.3,
                  gate_hidden: int = 16, text_hidden: int = 256, text_layers: int = 1,
-                 text_init: str | None = None):
+                 text_init: str | None = None, speaker_gate: bool = False):
         super().__init__(spec)
         classes = spec.heads["logits"]
         self.modalities = list(spec.dims)
@@ -89,15 +89,37 @@ class GatedLateFusion(AffectModel):
             for m, d in spec.dims.items()})
         if text_init and "t" in self.branches:
             load_text_branch(text_init, self.branches["t"])
+        self.speaker_gate = speaker_gate and "v" in spec.dims
+        if self.speaker_gate:
+            from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
+
+            if spec.dims["v"] != len(VISUAL_VECTOR_NAMES):
+                raise ConfigError("speaker_gate needs the visual vector of `mmaffect extract` caches "
+                                  f"({len(VISUAL_VECTOR_NAMES)} wide), not {spec.dims['v']}")
+            self._face_rate = VISUAL_VECTOR_NAMES.index("face_rate")
+            self._sync = VISUAL_VECTOR_NAMES.index("speaker_sync")
+            self.sync_slope = nn.Parameter(torch.tensor(5.0))
+            self.sync_offset = nn.Parameter(torch.tensor(0.0))
         width = sum(spec.dims.values())
         self.gate = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, gate_hidden), nn.ReLU(),
                                   nn.Linear(gate_hidden, len(spec.dims)))
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         branch_logits = torch.stack([self.branches[m](batch[m]) for m in self.modalities], dim=1)  # (B, M, C)
-        relevance = torch.softmax(self.gate(torch.cat([batch[m] for m in self.modalities], dim=-1)), dim=-1)
+        gate = self.gate(torch.cat([batch[m] for m in self.modalities], dim=-1))
+        if self.speaker_gate:
+            gate = gate + F.pad(self.visual_reliability(batch["v"]).log()[:, None],
+                                (self.modalities.index("v"), len(self.modalities) - 1 - self.modalities.index("v")))
+        relevance = torch.softmax(gate, dim=-1)
         fused = (relevance[..., None] * F.log_softmax(branch_logits, dim=-1)).sum(1)
         return {"logits": fused, "branch_logits": branch_logits, "relevance": relevance}
+
+    def visual_reliability(self, v: Tensor) -> Tensor:
+        """How much the visual evidence can be trusted: the fraction of frames with a face times how
+        much the visible mouth moves with the voice (``speaker_sync``; low when the face on screen is
+        the listener). Read from the raw columns, so run with ``standardize: [a]`` or ``[]`` for v."""
+        sync = torch.sigmoid(self.sync_slope * (v[:, self._sync] - self.sync_offset))
+        return (v[:, self._face_rate].clamp(0, 1) * sync).clamp(min=1e-4)
 
     def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = outputs["branch_logits"]
