@@ -41,13 +41,16 @@ TARGET_RTF = 0.5
 
 
 def _items():
-    from mmaffect.commands.extract import items_from_csv
+    from mmaffect.commands.extract import items_from_manifest
     from mmaffect.settings import data_root
 
     manifest = data_root() / "iemocap_clips" / "manifest.csv"
     if not manifest.is_file():
         sys.exit(f"{manifest} not found: set MMAFFECT_DATA to the folder holding iemocap_clips/")
-    return items_from_csv(manifest, "path=clip_file,text=transcript,id=utterance_id")
+    items, skipped = items_from_manifest(str(manifest), "path=clip_file,text=transcript,id=utterance_id")
+    if skipped:
+        sys.exit("\n".join(skipped))
+    return items
 
 
 def _pipeline_run(items, workers: int, config) -> dict:

@@ -5,6 +5,7 @@ JSON and a plot; plus segmentation on hand-made word timings and videos without 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 
 import pandas as pd
@@ -41,7 +42,10 @@ def model_dir(data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("analysis")
     manifest = pd.read_csv(data_dir / "iemocap_clips" / "manifest.csv")
     picked = manifest.groupby("label").head(2).copy()
-    picked["clip_file"] = [str(data_dir / "iemocap_clips" / f) for f in picked.clip_file]
+    (root / "clips").mkdir()
+    for name in picked.clip_file:  # media must sit inside the manifest's folder: copy, never into the repo
+        shutil.copyfile(data_dir / "iemocap_clips" / name, root / "clips" / name)
+    picked["clip_file"] = ["clips/" + f for f in picked.clip_file]
     picked.to_csv(root / "clips.csv", index=False)
     assert main(["extract", str(root / "clips.csv"), "--output", str(root / "cache"), "--quiet",
                  "--columns", "path=clip_file,text=transcript,id=utterance_id"]) == 0

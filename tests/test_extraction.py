@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("av")
@@ -28,7 +29,7 @@ except ModuleNotFoundError:  # tests/ imported as a package
 
 import torch  # noqa: E402
 
-from mmaffect.commands.extract import add_parser, items_from_csv, run  # noqa: E402
+from mmaffect.commands.extract import add_parser, items_from_manifest, run  # noqa: E402
 from mmaffect.errors import ConfigError, DataError  # noqa: E402
 from mmaffect.extraction.cache import FeatureCache, cache_modalities, load_cache  # noqa: E402
 from mmaffect.extraction.pipeline import ExtractConfig, ExtractItem, _JobLock, extract  # noqa: E402
@@ -385,11 +386,14 @@ def test_cli_extract_with_column_mapping(media, tmp_path):
         writer.writerow([rel, "hello there", "u1", "hap", "Ses01F", "1.5"])
         writer.writerow([rel, "", "u2", "sad", "Ses01M", "-0.5"])
         writer.writerow(["nowhere.mp4", "lost", "u3", "ang", "Ses01M", "0"])
+        writer.writerow(["media/notes.mp4", "a text file", "u4", "neu", "Ses01M", "0"])
+    (manifest.parent / "media" / "notes.mp4").write_text("these are meeting notes, not a video\n" * 20)
     columns = "path=clip_file,text=transcript,id=utterance_id,score=emotion_score"
-    items = items_from_csv(manifest, columns)
-    assert [i.id for i in items] == ["u1", "u2", "u3"] and items[1].text is None
-    assert items[0].path == manifest.parent / rel
-    assert items[0].meta == {"label": "hap", "speaker": "Ses01F", "score": "1.5"}
+    items, skipped = items_from_manifest(str(manifest), columns)
+    assert [i.id for i in items] == ["u1", "u2", "u4"] and items[1].text is None
+    assert items[0].path == (manifest.parent / rel).resolve()
+    assert items[0].meta == {"label": "hap", "speaker": "Ses01F", "score": 1.5, "row": 2}
+    assert len(skipped) == 1 and "manifest.csv: row 4: media file 'nowhere.mp4' not found" in skipped[0]
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -397,15 +401,16 @@ def test_cli_extract_with_column_mapping(media, tmp_path):
                               "--asr", "never", "--quiet"])
     assert run(args) == 0
     rows = read_report(tmp_path / "cache")
-    assert rows["u1"]["status"] == "ok" and rows["u3"]["reason"] == "file not found"
+    assert rows["u1"]["status"] == "ok" and "u3" not in rows  # u3 was reported and skipped
+    assert rows["u4"]["status"] == "failed" and "not a media file" in rows["u4"]["reason"]
     assert "empty transcript (no text given and ASR is off)" in rows["u2"]["warnings"]
     strict = parser.parse_args(["extract", str(manifest), "--output", str(tmp_path / "cache"), "--columns", columns,
                                 "--asr", "never", "--quiet", "--strict"])
     assert run(strict) == 1
     data = load_cache(str(tmp_path / "cache"))
     assert data.ids.tolist() == ["u1", "u2"] and data.score.tolist() == [1.5, -0.5]
-    with pytest.raises(DataError, match="missing columns nope"):
-        items_from_csv(manifest, "path=nope")
+    with pytest.raises(DataError, match="missing column 'nope' \\(mapped to path\\)"):
+        items_from_manifest(str(manifest), "path=nope")
 
     # the seam of the shared `manifest:` reader: features of its media rows come from this cache
     from mmaffect.data.manifest import load_manifest
@@ -423,15 +428,17 @@ def test_real_iemocap_clips(data_dir, tmp_path):
     manifest = data_dir / "iemocap_clips" / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} not found")
-    items = items_from_csv(manifest, "path=clip_file,text=transcript,id=utterance_id")
-    chosen = [i for i in items if i.meta["speaker_visible"] == "1"][:3]
+    items, skipped = items_from_manifest(str(manifest), "path=clip_file,text=transcript,id=utterance_id")
+    table = pd.read_csv(manifest).set_index("utterance_id")
+    assert not skipped and len(items) == 40
+    chosen = [i for i in items if table.loc[i.id, "speaker_visible"] == 1][:3]
     report = extract(chosen, tmp_path / "iemocap", progress=False)
     assert report.n_failed == 0
     with FeatureCache(tmp_path / "iemocap") as cache:
         for item in chosen:
             record, arrays = cache.record(item.id), cache.arrays(item.id)
-            assert record["duration"] == pytest.approx(float(item.meta["duration"]), abs=0.05)
+            assert record["duration"] == pytest.approx(float(table.loc[item.id, "duration"]), abs=0.05)
             assert record["flags"]["face_rate"] >= 0.7, (item.id, record["flags"])
             assert abs(len(arrays["frame_times"]) - record["duration"] * 2.0) <= 1
             assert record["transcript"] == item.text and record["meta"]["label"] == item.meta["label"]
-            assert record["source"]["sha256"] == item.meta["clip_sha256"]
+            assert record["source"]["sha256"] == table.loc[item.id, "clip_sha256"]

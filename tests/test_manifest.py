@@ -673,3 +673,18 @@ def test_media_rows_with_extracted_features(data_dir, tmp_path, fake_text, capsy
     audio = data.modalities["a"].vector
     assert audio[:4].abs().sum(1).gt(0).all() and audio[4:].abs().sum() == 0
     assert fake_text[-1] == media.transcript.tolist() + ["I am so happy", "Go away"]
+
+
+def test_start_and_end_windows(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"RIFF" + b"\0" * 64)
+    path = write_csv(tmp_path / "w.csv", [
+        {"id": "u1", "path": "a.wav", "start": "1.5", "end": "3", "label": "x"},
+        {"id": "u2", "path": "a.wav", "start": "", "end": "", "label": "y"},
+        {"id": "u3", "path": "a.wav", "start": "4", "end": "2", "label": "x"},
+        {"id": "u4", "path": "a.wav", "start": "soon", "end": "", "label": "y"}])
+    checked = read_manifest(str(path), purpose="predict")
+    rows = {r.id: r for r in checked.rows}
+    assert (rows["u1"].start, rows["u1"].end) == (1.5, 3.0) and rows["u2"].start is None
+    problems = "\n".join(checked.problems)
+    assert "row 4: end 2 s is not after start 4 s" in problems
+    assert "row 5: start 'soon' is not a time in seconds" in problems

@@ -1,16 +1,13 @@
 """``mmaffect extract MANIFEST --output CACHE``: raw media -> resumable feature cache.
 
-The manifest is a CSV with one row per utterance. Column roles (``--columns role=column,...``):
-
-* ``path`` (required): the media file, relative to the manifest's folder (or absolute);
-* ``text``: the transcript (empty cell or no column: transcribed with ASR);
-* ``id``: the item id (default: the spreadsheet row number, header = row 1, as ``manifest:`` does);
-* ``start`` / ``end``: a window in seconds (to cut utterances out of one long recording);
-* any other role renames a column into the item metadata, e.g. ``label=emotion``.
-
-Every column not used as path/text/id/start/end goes into the item's metadata unchanged (label,
-speaker, dialogue_id, split, fold, ...), which the ``cache:CACHE`` dataset reader turns into
-labels, groups and splits. IEMOCAP clips::
+MANIFEST is read by the one manifest reader (``manifest:`` datasets, :mod:`mmaffect.data.manifest`):
+CSV or JSONL, one row per utterance, columns mapped with ``--columns canonical=column,...``:
+``path`` (the media file, relative to the manifest's folder), ``text`` (the transcript; empty or absent:
+transcribed with ASR), ``id`` (default: the row number), ``start``/``end`` (a window in seconds, to cut
+utterances out of one long recording), and the targets and structure (``label``, ``score``, ``labels``,
+``speaker``, ``dialogue_id``, ``utt_index``, ``split``, ``fold``), kept in each item's metadata for the
+``cache:CACHE`` dataset reader. Rows with a problem (a missing file, a path escaping the manifest's
+folder, ...) are skipped and reported with their row number; the job goes on. IEMOCAP clips::
 
     mmaffect extract /data/iemocap_clips/manifest.csv --output cache/iemocap \\
         --columns path=clip_file,text=transcript,id=utterance_id
@@ -19,89 +16,44 @@ labels, groups and splits. IEMOCAP clips::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-from mmaffect.errors import ConfigError, DataError
+from mmaffect.errors import DataError
 
-__all__ = ["add_parser", "run", "items_from_csv", "parse_columns"]
-
-_ROLES = ("path", "text", "id", "start", "end")
+__all__ = ["add_parser", "run", "items_from_manifest"]
 
 
-def parse_columns(spec: str | dict[str, str] | None) -> dict[str, str]:
-    """``"path=clip_file,text=transcript"`` -> ``{"path": "clip_file", "text": "transcript"}``."""
-    if spec is None or spec == "":
-        return {}
-    if isinstance(spec, dict):
-        return {str(k): str(v) for k, v in spec.items()}
-    out: dict[str, str] = {}
-    for part in spec.split(","):
-        role, sep, column = part.partition("=")
-        if not sep or not role.strip() or not column.strip():
-            raise ConfigError(f"--columns expects role=column pairs separated by commas, got {part!r}")
-        out[role.strip()] = column.strip()
-    return out
+def items_from_manifest(argument: str, columns: str | dict[str, str] | None = None, encoding: str = "utf-8"
+                        ) -> tuple[list, list[str]]:
+    """The media rows of a manifest as :class:`~mmaffect.extraction.pipeline.ExtractItem` s, read by
+    the one manifest reader (:mod:`mmaffect.data.manifest`), plus the problems of rows left out.
 
-
-def items_from_csv(path: str | Path, columns: str | dict[str, str] | None = None) -> list:
-    """Read a manifest CSV into :class:`~mmaffect.extraction.pipeline.ExtractItem` s.
-
-    Kept in one function so it can be swapped for the shared manifest reader later. Cells are read
-    as strings; empty metadata cells become ``None``.
+    Rows are validated as for prediction (targets may be missing): a row with a problem (missing or
+    escaping path, malformed cell, duplicate id, ...) is skipped and its ``FILE: row N: problem`` line
+    returned, so a batch job reports it and goes on. Rows without a media path have nothing to
+    extract. Targets and structure go into each item's metadata, which ``cache:DIR`` reads back.
     """
-    import pandas as pd
-
+    from mmaffect.data.manifest import read_manifest
     from mmaffect.extraction.pipeline import ExtractItem
 
-    path = Path(path).expanduser()
-    mapping = parse_columns(columns)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as exc:
-        raise DataError(path, "manifest not found") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(path, f"not a readable CSV file ({str(exc).splitlines()[0]})") from exc
-    role_col = {role: mapping.get(role, role) for role in _ROLES}
-    renamed = {column: role for role, column in mapping.items() if role not in _ROLES}
-    missing = sorted({c for c in [role_col["path"], *mapping.values()] if c not in frame.columns})
-    if missing:
-        raise DataError(path, f"missing columns {', '.join(missing)} (have: {', '.join(frame.columns)})")
-    used = {role_col[r] for r in _ROLES if role_col[r] in frame.columns}
-    base = path.parent
-
-    def number(value: str, role: str, row: int) -> float | None:
-        if value.strip() == "":
-            return None
-        try:
-            x = float(value)
-        except ValueError:
-            x = math.nan
-        if not math.isfinite(x):
-            raise DataError(path, f"row {row}: {role} {value!r} is not a number of seconds")
-        return x
-
-    items = []
-    for i, row in enumerate(frame.to_dict("records")):
-        line = i + 2  # 1-based, after the header
-        rel = row[role_col["path"]].strip()
-        if not rel:
-            raise DataError(path, f"row {line}: empty {role_col['path']!r}")
-        media = Path(rel).expanduser()
-        media = media if media.is_absolute() else base / media
-        item_id = row.get(role_col["id"], "").strip() if role_col["id"] in frame.columns else ""
-        if not item_id:  # the row number, as the shared manifest reader numbers rows (header = row 1)
-            item_id = str(line)
-        text = row.get(role_col["text"]) if role_col["text"] in frame.columns else None
-        meta = {renamed.get(k, k): (v if v != "" else None) for k, v in row.items() if k not in used}
-        items.append(ExtractItem(
-            id=item_id, path=media, text=text if text not in (None, "") else None,
-            start=number(row[role_col["start"]], "start", line) if role_col["start"] in frame.columns else None,
-            end=number(row[role_col["end"]], "end", line) if role_col["end"] in frame.columns else None,
-            meta=meta,
-        ))
-    return items
+    manifest = read_manifest(argument, columns, encoding, purpose="predict")
+    if manifest.file_problems:
+        raise DataError(None, "\n".join(manifest.file_problems))
+    items, skipped = [], []
+    for row in manifest.rows:
+        problems = row.all_problems()
+        if problems:
+            skipped += [f"{row.where}: {p}" for p in problems]
+            continue
+        if row.path is None:
+            continue
+        meta = {"label": row.label, "score": row.score, "labels": row.tags, "speaker": row.speaker,
+                "dialogue_id": row.dialogue_id, "utt_index": row.utt_index, "split": row.split,
+                "fold": row.fold, "row": row.row}
+        items.append(ExtractItem(id=row.id, path=row.path, text=row.text or None, start=row.start, end=row.end,
+                                 meta={k: v for k, v in meta.items() if v is not None}))
+    return items, skipped
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -109,13 +61,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "extract", help="extract audio/visual features and transcripts of raw media into a resumable cache",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("manifest", help="CSV with a path column (relative to the CSV), optional text/id columns")
+    p.add_argument("manifest", help="CSV/JSONL manifest with a path column (relative to it); see manifest:")
     p.add_argument("--output", required=True, help="cache folder (re-run the same command to resume)")
     p.add_argument("--fps", type=float, default=2.0, help="video frames sampled per second (default 2)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
     p.add_argument("--egemaps", action="store_true",
                    help="also openSMILE eGeMAPS functionals (audEERING licence: non-commercial use only)")
-    p.add_argument("--columns", help="column roles, e.g. path=clip_file,text=transcript,id=utterance_id")
+    p.add_argument("--columns", help="manifest column mapping, e.g. path=clip_file,text=transcript,id=utterance_id")
+    p.add_argument("--encoding", default="utf-8", help="manifest text encoding (e.g. cp1252, latin-1)")
     p.add_argument("--asr", choices=["auto", "always", "never"], default="auto",
                    help="auto: transcribe rows without text; always: also rows with text (word times); never")
     p.add_argument("--asr-model", help="faster-whisper model (default: the packaged Whisper tiny.en)")
@@ -131,9 +84,11 @@ def run(args: argparse.Namespace) -> int:
     ``--strict`` when some item failed."""
     from mmaffect.extraction.pipeline import ExtractConfig, extract
 
-    items = items_from_csv(args.manifest, args.columns)
+    items, skipped = items_from_manifest(args.manifest, args.columns, args.encoding)
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
     if not items:
-        raise DataError(args.manifest, "the manifest has no rows")
+        raise DataError(args.manifest, "the manifest has no usable media rows")
     config = ExtractConfig(fps=args.fps, egemaps=args.egemaps, asr=args.asr, asr_model=args.asr_model,
                            max_side=args.max_side)
     report = extract(items, Path(args.output), config, workers=args.workers, progress=not args.quiet,

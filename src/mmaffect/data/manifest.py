@@ -17,6 +17,7 @@ optionally targets and structure. Canonical column names (use them in the file, 
 ``split``       train | valid | test (also dev, val, validation)
 ``fold``        cross-validation fold (``--cv column``)
 ``context``     JSON list of earlier utterances, each a string or ``{"text": ..., "speaker": ...}``
+``start/end``   a window of the media file in seconds (one utterance cut out of a long recording)
 ==============  ===================================================================================
 
 ``manifest:train=A.csv,valid=B.csv,test=C.csv`` reads a corpus shipped as one file per split; the
@@ -52,7 +53,7 @@ from mmaffect.data.text_features import text_modality
 from mmaffect.errors import ConfigError, DataError
 
 CANONICAL = ("id", "path", "text", "label", "score", "labels", "speaker", "dialogue_id", "utt_index",
-             "split", "fold", "context")
+             "split", "fold", "context", "start", "end")
 TARGETS = ("label", "score", "labels")
 SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid", "val": "valid",
                "dev": "valid", "development": "valid", "test": "test", "testing": "test"}
@@ -121,6 +122,8 @@ class ManifestRow:
     split: str | None = None
     fold: str | None = None
     context: list[dict] | None = None
+    start: float | None = None
+    end: float | None = None
     problems: list[str] = field(default_factory=list)
     target_problems: list[str] = field(default_factory=list)
     parsed: bool = True  # False when the row itself could not be read (malformed CSV/JSON)
@@ -539,6 +542,16 @@ def _parse_row(values: dict, file: ManifestFile, row: int, encoding: str, multi:
         r.context, problem = _parse_context(raw("context"))
         if problem:
             r.problems.append(problem)
+    for canon in ("start", "end"):
+        value = text_of(canon) if canon in cols else None
+        if value is not None and value.strip():
+            number = _number(value)
+            if number is None or not math.isfinite(number) or number < 0:
+                r.problems.append(f"{canon} {value!r} is not a time in seconds")
+            else:
+                setattr(r, canon, float(number))
+    if r.start is not None and r.end is not None and r.end <= r.start:
+        r.problems.append(f"end {r.end:g} s is not after start {r.start:g} s")
     return r
 
 
