@@ -1,4 +1,5 @@
-"""Command line: ``mmaffect datasets | models | train | evaluate | ablate``."""
+"""Command line: ``mmaffect datasets | models | train | ablate | evaluate | benchmark``, and the commands
+in :mod:`mmaffect.commands`: ``extract | predict | analyze | train-analysis-model``."""
 
 from __future__ import annotations
 
