@@ -150,8 +150,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from mmaffect.benchmark.train_speed import train_speed
     from mmaffect.io import write_json
 
+    dataset_args = {k.split(".", 1)[1]: v for k, v in _dataset_args(args).items() if v is not None}
     result = train_speed(args.dataset, args.model, [int(b) for b in args.batch_sizes.split(",")],
-                         [int(t) for t in args.thread_counts.split(",")], epochs=args.epochs)
+                         [int(t) for t in args.thread_counts.split(",")], epochs=args.epochs,
+                         dataset_args=dataset_args)
     write_json(args.output, result)
     print(f"{args.model} on {args.dataset}: {result['n_params']:,} parameters, {result['n_train']} training rows")
     print(f"{'threads':>8}{'batch':>8}{'s/epoch':>10}{'first':>9}")
@@ -221,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thread-counts", default="1,2")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--output", required=True, help="JSON results file")
+    _reader_options(p)
 
     for module in _COMMAND_MODULES.values():
         module().add_parser(sub)

@@ -35,10 +35,11 @@ def _cpu_name() -> str:
 
 
 def train_speed(dataset: str, model: str, batch_sizes: list[int], threads: list[int], epochs: int = 3,
-                model_args: dict | None = None) -> dict:
+                model_args: dict | None = None, dataset_args: dict | None = None) -> dict:
     """Median seconds per epoch for each (threads, batch size); the first epoch is reported apart
     (it includes one-off allocation and kernel selection)."""
-    config = ExperimentConfig(dataset=dataset, model=model, model_args=model_args or {})
+    config = ExperimentConfig(dataset=dataset, model=model, model_args=model_args or {},
+                              dataset_args=dataset_args or {})
     data = load_experiment_data(config)
     splits = data.split_indices()
     data = Standardizer.fit(data, splits["train"]).apply(data)
