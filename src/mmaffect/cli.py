@@ -96,6 +96,11 @@ def _dataset_args(args: argparse.Namespace) -> dict:
             "dataset_args.features": args.features}
 
 
+def _reader_kwargs(args: argparse.Namespace) -> dict:
+    """The given ``--columns/--encoding/--features`` as keyword arguments of the dataset reader."""
+    return {k.split(".", 1)[1]: v for k, v in _dataset_args(args).items() if v is not None}
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmaffect.training.runs import run_experiment
 
@@ -134,7 +139,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mmaffect.inference import evaluate_checkpoint
 
-    dataset_args = {k.split(".", 1)[1]: v for k, v in _dataset_args(args).items() if v is not None}
+    dataset_args = _reader_kwargs(args)
     metrics = evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, predictions=args.predictions,
                                   dataset_args=dataset_args)
     for name, value in metrics.items():
@@ -150,7 +155,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from mmaffect.benchmark.train_speed import train_speed
     from mmaffect.io import write_json
 
-    dataset_args = {k.split(".", 1)[1]: v for k, v in _dataset_args(args).items() if v is not None}
+    dataset_args = _reader_kwargs(args)
     result = train_speed(args.dataset, args.model, [int(b) for b in args.batch_sizes.split(",")],
                          [int(t) for t in args.thread_counts.split(",")], epochs=args.epochs,
                          dataset_args=dataset_args)
