@@ -159,11 +159,10 @@ class Analyzer:
             data = data.with_modalities(self.modalities)
             records = _records(Path(tmp) / "cache")
         probs, contributions, source = _predict(self.models, data)
-        by_id = {item.id: (item, w) for item, w in zip(items, windows, strict=True)}
+        window_of = {item.id: w for item, w in zip(items, windows, strict=True)}
         segments = []
         for row, seg_id in enumerate(data.ids):
-            item, window = by_id[seg_id]
-            record = records[seg_id]
+            window, record = window_of[seg_id], records[seg_id]
             k = int(probs[row].argmax())
             segments.append({
                 "id": seg_id, "start": round(window.start, 3), "end": round(window.end, 3), "text": window.text,
@@ -176,7 +175,7 @@ class Analyzer:
         return {"video": str(video), "duration": float(duration), "checkpoint": str(self.checkpoint),
                 "n_models": len(self.models), "classes": self.classes, "modalities": self.modalities,
                 "contributions_from": source, "segments": segments,
-                "failed": [{"id": i, "start": by_id[i][1].start, "end": by_id[i][1].end, "reason": r}
+                "failed": [{"id": i, "start": window_of[i].start, "end": window_of[i].end, "reason": r}
                            for i, r in failed.items()],
                 "seconds": time.perf_counter() - started}
 

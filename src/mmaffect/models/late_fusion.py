@@ -66,7 +66,8 @@ def load_text_branch(path: str, branch: Branch) -> None:
         state["mean"], state["std"] = norm["mean"], norm["std"]
     expected = branch.state_dict()
     wrong = [k for k, v in state.items() if k not in expected or expected[k].shape != v.shape]
-    if wrong or len(state) < len(expected) - 2:
+    wrong += sorted(set(expected) - set(state) - {"mean", "std"})  # layers the checkpoint lacks
+    if wrong:
         raise ConfigError(f"{path}: its text-mlp does not match the text branch "
                           f"(text_hidden/text_layers and the class count must agree; {', '.join(wrong)})")
     branch.load_state_dict(state, strict=False)
