@@ -27,3 +27,15 @@ class MediaError(DataError):
 
 class ConfigError(MMAffectError):
     """A configuration value or command-line option is invalid."""
+
+
+class OutputError(MMAffectError):
+    """An output location cannot be written (a folder where a file is expected, no permission, disk full).
+
+    The message is one line: ``<path>: <reason>``.
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
