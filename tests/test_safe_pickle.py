@@ -1,4 +1,5 @@
-"""The mmsa: reader loads MMSA-format pickles and refuses anything that could run code."""
+"""Feature-file readers: mmsa: loads MMSA-format pickles and refuses anything that could run code;
+bad feature files (mmsa:, mosi-bclstm) get one-line errors naming the file."""
 
 from __future__ import annotations
 
@@ -80,3 +81,48 @@ def test_truncated_and_wrong_layout(tmp_path):
     path.write_bytes(pickle.dumps({"train": part, "valid": mmsa_part(2, 1), "test": mmsa_part(2, 2)}))
     with pytest.raises(DataError, match="train/vision has 1 NaN/inf values"):
         load_dataset(f"mmsa:{path}")
+
+
+def test_feature_width_differing_between_splits(tmp_path):
+    path = tmp_path / "widths.pkl"
+    valid = mmsa_part(2, 1)
+    valid["audio"] = valid["audio"][:, :, :2]  # 2-wide audio in valid, 3-wide in train and test
+    path.write_bytes(pickle.dumps({"train": mmsa_part(3, 0), "valid": valid, "test": mmsa_part(2, 2)}))
+    with pytest.raises(DataError) as err:
+        load_dataset(f"mmsa:{path}")
+    assert str(err.value) == (f"{path}: audio features are 3 wide in 'train' but 2 wide in 'valid' "
+                              "(every split must have the same width)")
+
+
+def test_repeated_ids(tmp_path):
+    path = tmp_path / "ids.pkl"
+    train, test = mmsa_part(3, 0), mmsa_part(2, 2)
+    test["id"][1] = train["id"][2]  # "vid0_2" in train and test
+    path.write_bytes(pickle.dumps({"train": train, "valid": mmsa_part(2, 1), "test": test}))
+    with pytest.raises(DataError) as err:
+        load_dataset(f"mmsa:{path}")
+    assert str(err.value) == (f"{path}: id 'vid0_2' occurs in 'train' and 'test' (1 repeated id in all; "
+                              "ids must be unique)")
+    train["id"][:] = "same"
+    path.write_bytes(pickle.dumps({"train": train, "valid": mmsa_part(2, 1), "test": mmsa_part(2, 2)}))
+    with pytest.raises(DataError, match=r"id 'same' occurs twice in 'train' \(2 repeated ids in all"):
+        load_dataset(f"mmsa:{path}")
+    train["id"] = train["id"][:2]
+    path.write_bytes(pickle.dumps({"train": train, "valid": mmsa_part(2, 1), "test": mmsa_part(2, 2)}))
+    with pytest.raises(DataError, match=r"ids\.pkl: split 'train' has 2 ids but 3 regression_labels"):
+        load_dataset(f"mmsa:{path}")
+
+
+def test_mosi_features_saved_as_npy_instead_of_npz(tmp_path):
+    """np.save writes .npy content whatever the file is called; np.load then returns a bare array."""
+    path = tmp_path / "mosi_bclstm" / "mosi_bclstm_features.npz"
+    path.parent.mkdir()
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros((4, 100), dtype=np.float32))
+    with pytest.raises(DataError) as err:
+        load_dataset("mosi-bclstm", root=tmp_path)
+    assert str(err.value).startswith(f"{path}: holds a single .npy array (shape (4, 100)), not an .npz archive")
+    assert "\n" not in str(err.value)
+    path.write_bytes(b"neither npy nor npz")
+    with pytest.raises(DataError, match=r"mosi_bclstm_features\.npz: not a readable \.npz file"):
+        load_dataset("mosi-bclstm", root=tmp_path)

@@ -44,12 +44,29 @@ def _modality(path: Path, parts: dict[str, dict], name: str, length_key: str | N
         bad = int((~np.isfinite(feats)).sum())
         if bad:
             raise DataError(path, f"{split}/{name} has {bad} NaN/inf values")
+        if arrays and feats.shape[2] != arrays[0].shape[2]:
+            first = next(iter(parts))
+            raise DataError(path, f"{name} features are {arrays[0].shape[2]} wide in {first!r} but "
+                                  f"{feats.shape[2]} wide in {split!r} (every split must have the same width)")
         arrays.append(feats)
         lengths.append(_lengths(part, feats, length_key))
     width = max(a.shape[1] for a in arrays)
     padded = np.concatenate([np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0))) for a in arrays])
     modality = Modality.from_sequence(torch.from_numpy(padded), torch.from_numpy(np.concatenate(lengths)))
     return modality if sequences else Modality(modality.vector)
+
+
+def _first_repeat(ids: list[str], split: list[str]) -> str | None:
+    """Why the ids are not unique (the first id seen twice and where), or None: rows are keyed by id."""
+    seen: dict[str, int] = {}
+    for k, i in enumerate(ids):
+        if i in seen:
+            before = split[seen[i]]
+            where = f"twice in {before!r}" if before == split[k] else f"in {before!r} and {split[k]!r}"
+            count = len(ids) - len(set(ids))
+            return f"id {i!r} occurs {where} ({count} repeated id{'s' if count > 1 else ''} in all; ids must be unique)"
+        seen[i] = k
+    return None
 
 
 @register_prefix("mmsa", description="MMSA feature pickle (train/valid/test dicts of text/audio/vision "
@@ -70,7 +87,13 @@ def load_mmsa(argument: str, sequences: bool = False) -> AffectDataset:
         score = np.asarray(part["regression_labels"], dtype=np.float32).reshape(-1)
         scores.append(score)
         split += [name] * len(score)
-        ids += [str(i) for i in part.get("id", [f"{name}_{k}" for k in range(len(score))])]
+        part_ids = [str(i) for i in part.get("id", [f"{name}_{k}" for k in range(len(score))])]
+        if len(part_ids) != len(score):
+            raise DataError(path, f"split {name!r} has {len(part_ids)} ids but {len(score)} regression_labels")
+        ids += part_ids
+    repeated = _first_repeat(ids, split)
+    if repeated:
+        raise DataError(path, repeated)
     score = np.concatenate(scores)
     if not np.isfinite(score).all():
         raise DataError(path, "regression_labels hold NaN/inf values")

@@ -28,7 +28,15 @@ VALID_VIDEOS = 10
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     keys = ("text", "audio", "video", "label", "label_binary", "video_id", "utterance_id", "segment", "split")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DataError(path, f"not a readable .npz file ({exc})") from exc
+    # np.load returns a bare array for .npy content, which has none of the named arrays below
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(path, f"holds a single .npy array (shape {loaded.shape}), not an .npz archive of "
+                              f"named arrays ({', '.join(keys)})")
+    try:
+        with loaded as npz:
             missing = [k for k in keys if k not in npz.files]
             if missing:
                 raise DataError(path, f"missing arrays {', '.join(missing)}")
