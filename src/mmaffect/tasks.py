@@ -5,9 +5,12 @@ A dataset stores labels in their native form; the task picks which of them a mod
 - ``sentiment``: a score in [-3, 3] (MOSI/MOSEI) with the field's metric set (acc2 has0/non0, acc3/5/7,
   MAE, Pearson).
 - ``regression``: a score on any range (MAE, Pearson; acc2/F1 around ``threshold`` when given).
-- ``classification``: single-label classes (acc, UA, weighted/macro F1).
-- ``binary``: two classes (acc, positive-class F1, macro F1, ROC-AUC) on two logits.
+- ``classification``: single-label classes (acc, ``wacc`` = UA, weighted/macro F1).
+- ``binary``: two classes (acc, ``wacc`` = UA, positive-class, weighted and macro F1, ROC-AUC) on two logits.
 - ``multilabel``: multi-hot tags (micro/macro F1, per-tag F1, subset accuracy).
+
+UA is ``wacc``: the mean recall over the classes present in the evaluated rows (a class missing from a
+test fold is left out, not counted as 0); see :mod:`mmaffect.metrics.classification`.
 
 ``a+b`` learns both, e.g. ``sentiment+classification`` trains a score head and a class head.
 """
@@ -133,6 +136,17 @@ class Task:
                    threshold=raw["threshold"], score_loss=raw["score_loss"],
                    class_weights=raw["class_weights"] and tuple(raw["class_weights"]),
                    tag_weights=raw.get("tag_weights") and tuple(raw["tag_weights"]))
+
+
+def empty_modalities(data: AffectDataset) -> list[str]:
+    """Modalities whose utterance vectors are the same on every row, so no model can learn from them.
+
+    Readers give every row every modality they know and fill what a row lacks with zeros; the video
+    of audio-only recordings (RAVDESS speech) is then zeros everywhere. A results header that listed
+    it would claim data the run never had.
+    """
+    return [key for key, mod in data.modalities.items()
+            if len(data) == 0 or bool((mod.vector == mod.vector[:1]).all())]
 
 
 def make_task(data: AffectDataset, spec: str | None = None, *, threshold: float | None = None,

@@ -1,9 +1,15 @@
 """Classification metrics for emotion recognition (IEMOCAP, MELD, CMU-MOSEI emotions, ...).
 
 Conventions follow what the affective-computing literature reports: accuracy and weighted F1 (MELD,
-IEMOCAP "WA/WF1"), unweighted accuracy = mean per-class recall (IEMOCAP "UA"), micro/macro F1 for
-multi-label emotion tags. Values are sklearn's, in percent (0-100) and not rounded; ``zero_division=0``
-everywhere, which equals sklearn's default value without its warnings.
+IEMOCAP "WA/WF1"), unweighted accuracy (IEMOCAP "UA"), micro/macro F1 for multi-label emotion tags.
+Values are sklearn's, in percent (0-100) and not rounded; ``zero_division=0`` everywhere, which equals
+sklearn's default value without its warnings.
+
+UA is ``wacc`` and only ``wacc``: the mean recall over the classes present in the evaluated targets
+(``sklearn.metrics.balanced_accuracy_score``). A class absent from a test fold has no recall, so it is
+left out rather than counted as 0. ``recall_macro`` is sklearn's macro recall over the classes in the
+targets *or* the predictions, the companion of ``precision_macro`` and ``f1_macro``: it equals ``wacc``
+unless a class is predicted that never occurs in the targets (then that class counts as recall 0).
 """
 
 from __future__ import annotations
@@ -67,11 +73,12 @@ def classification_metrics(
     ``precision_macro``, ``recall_macro`` (all in percent).
 
     ``pred`` is integer labels (N,) or class scores/probabilities (N, C), which are argmax-ed.
-    ``wacc`` is the mean recall over the classes present in ``target`` (IEMOCAP "UA", equal to
+    ``wacc`` is UA: the mean recall over the classes present in ``target`` (equal to
     ``sklearn.metrics.balanced_accuracy_score``). The F1/precision/recall averages use sklearn's default
     label set, the union of labels in ``target`` and ``pred``; a class that is predicted but never true
-    therefore counts with recall 0 in ``recall_macro`` but not in ``wacc``. ``num_classes``, if given,
-    only checks that labels are in ``[0, num_classes)`` and that the score matrix has that many columns.
+    therefore counts with recall 0 in ``recall_macro`` but not in ``wacc`` (see the module docstring).
+    ``num_classes``, if given, only checks that labels are in ``[0, num_classes)`` and that the score
+    matrix has that many columns.
     """
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -82,18 +89,20 @@ def classification_metrics(
         _check_label_range(p, num_classes, "pred", "num_classes")
         _check_label_range(t, num_classes, "target", "num_classes")
 
-    present = np.unique(t)
-    recalls = [np.mean(p[t == c] == c) for c in present]
-
     prec_m, rec_m, f1_m, _ = precision_recall_fscore_support(t, p, average="macro", zero_division=0)
     return {
         "acc": _percent_equal(p, t),
-        "wacc": 100.0 * float(np.mean(recalls)),
+        "wacc": _unweighted_accuracy(p, t),
         "f1_weighted": 100.0 * float(f1_score(t, p, average="weighted", zero_division=0)),
         "f1_macro": 100.0 * float(f1_m),
         "precision_macro": 100.0 * float(prec_m),
         "recall_macro": 100.0 * float(rec_m),
     }
+
+
+def _unweighted_accuracy(p: np.ndarray, t: np.ndarray) -> float:
+    """UA in percent: mean recall over the classes present in ``t`` (absent classes have no recall)."""
+    return 100.0 * float(np.mean([np.mean(p[t == c] == c) for c in np.unique(t)]))
 
 
 def classification_report(pred: ArrayLike, target: ArrayLike, class_names: list[str]) -> dict[str, Any]:
@@ -133,9 +142,11 @@ def classification_report(pred: ArrayLike, target: ArrayLike, class_names: list[
 
 
 def binary_metrics(prob_pos: ArrayLike, target: ArrayLike) -> dict[str, float]:
-    """Binary metrics from the probability of class 1: ``acc`` and ``f1`` (of the positive class) at
-    threshold 0.5 (``prob_pos >= 0.5`` is positive), ``f1_macro`` and ``auc`` (ROC-AUC, raw in [0, 1];
-    NaN if ``target`` holds only one class, where AUC is undefined). Accuracy and F1 in percent.
+    """Binary metrics from the probability of class 1, a sample being positive if ``prob_pos >= 0.5``:
+    ``acc``, ``wacc`` (UA, as for :func:`classification_metrics`), ``f1`` (of the positive class),
+    ``f1_weighted`` (support-weighted F1 of both classes, the headline metric of several binary affect
+    benchmarks), ``f1_macro`` and ``auc`` (ROC-AUC, raw in [0, 1]; NaN if ``target`` holds only one
+    class, where AUC is undefined). Accuracies and F1 in percent.
     """
     prob = _as_probabilities(_as_vector(prob_pos, "prob_pos"), "prob_pos")
     t = _as_binary(_as_vector(target, "target"), "target")
@@ -144,7 +155,9 @@ def binary_metrics(prob_pos: ArrayLike, target: ArrayLike) -> dict[str, float]:
     auc = float(roc_auc_score(t, prob)) if np.unique(t).size == 2 else float("nan")
     return {
         "acc": _percent_equal(p, t),
+        "wacc": _unweighted_accuracy(p, t),
         "f1": 100.0 * float(f1_score(t, p, pos_label=1, average="binary", zero_division=0)),
+        "f1_weighted": 100.0 * float(f1_score(t, p, average="weighted", zero_division=0)),
         "f1_macro": 100.0 * float(f1_score(t, p, average="macro", zero_division=0)),
         "auc": auc,
     }

@@ -22,7 +22,7 @@ import yaml
 from mmaffect.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULERS = ("none", "cosine", "plateau")
+SCHEDULERS = ("none", "linear", "cosine", "plateau")  # linear/cosine decay per optimizer step
 
 
 @dataclass
@@ -37,6 +37,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "none"
     warmup_epochs: int = 0
+    warmup_ratio: float = 0.0  # warm-up as a fraction of all optimizer steps (added to warmup_epochs)
+    accumulate: int = 1  # micro-batches per optimizer step: the effective batch is accumulate x batch_size
+    bf16: bool = False  # bfloat16 autocast for forward passes (weights and optimizer stay float32)
     patience: int = 20
     select: str = "loss"  # "loss" (lower is better) or a validation metric, e.g. f1_weighted
     grad_clip: float | None = None
@@ -55,6 +58,10 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1")
         if self.lr <= 0:
             raise ConfigError("train.lr must be > 0")
+        if self.accumulate < 1:
+            raise ConfigError("train.accumulate must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("train.warmup_ratio must be in [0, 1)")
 
 
 @dataclass
@@ -109,10 +116,16 @@ def _coerce(value, hint, name: str):
     args = set(get_args(hint)) if get_origin(hint) in (Union, UnionType) else {hint}
     if value is None and type(None) in args:
         return value
-    if float in args and isinstance(value, int | float | str) and not isinstance(value, bool):
+    kinds = {get_origin(a) or a for a in args} - {type(None)}
+    if kinds <= {dict, list, bool} and not isinstance(value, tuple(kinds)):
+        wanted = {dict: "a mapping", list: "a list", bool: "true or false"}
+        raise ConfigError(f"{name} must be {' or '.join(wanted[k] for k in wanted if k in kinds)}, got {value!r}")
+    if float in args and bool not in args:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
         try:
             return float(value)
-        except ValueError:
+        except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if int in args and not isinstance(value, int) and str not in args:
         raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -160,7 +173,18 @@ def load_config(path: str | Path | None, overrides: dict | None = None, sets: li
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+        if not key.strip() or any(not part for part in key.strip().split(".")):
+            raise ConfigError(f"--set {item}: the key {key.strip()!r} is not a dotted name like train.lr")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({problem})") from None
+        _set_dotted(raw, key.strip(), value)
+    for section in ("train", "model_args", "dataset_args", "cv"):
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            raise ConfigError(f"{section} must be a mapping of options (e.g. {section}.name=value), "
+                              f"not {raw[section]!r}")
     if raw.get("model"):
         from mmaffect.models.registry import model_info
 
