@@ -23,6 +23,11 @@ optionally targets and structure. Canonical column names (use them in the file, 
 ``manifest:train=A.csv,valid=B.csv,test=C.csv`` reads a corpus shipped as one file per split; the
 split of a row is the file it is in, and rows are ordered train, valid, test.
 
+Target cells (``label``, ``score``, ``labels``) holding one of pandas' default missing-value strings
+(``NA``, ``N/A``, ``None``, ``NaN``, ``null``, ... see :data:`MISSING`) are missing, as in pandas. A fixed
+split with train and test rows but no valid rows gets validation rows carved from train (whole
+dialogues or speakers, stratified, fixed seed; see :func:`_carve_validation`).
+
 Every problem is found before anything is embedded or trained and reported at once, one line each,
 ``FILE: row N: problem`` (CSV rows are counted as in a spreadsheet: the header is row 1; JSONL rows
 are line numbers), in one :class:`ManifestError`.
@@ -35,9 +40,11 @@ import csv
 import difflib
 import io
 import json
+import logging
 import math
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,9 +66,19 @@ SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "validat
                "dev": "valid", "development": "valid", "test": "test", "testing": "test"}
 SPLIT_ORDER = ("train", "valid", "test")
 TASK_KINDS = ("sentiment", "regression", "classification", "binary", "multilabel")
-_BLANK = {"", "nan", "null"}
+# Target cells that count as missing: exactly the strings pandas.read_csv reads as missing by default
+# (its na_values, case as written), so a file means the same here as in pandas. Compared after
+# stripping surrounding spaces. Other columns (text, id, speaker, ...) are taken literally.
+MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 # Most problem lines shown in an error message; ManifestError.problems keeps all of them.
 MAX_LISTED = 200
+# A fixed split without valid rows: this share of the training dialogues (else speakers, else rows) becomes
+# the validation split, chosen with this seed, so every run and every re-run carves the same rows.
+CARVE_FRACTION = 0.1
+CARVE_SEED = 0
+
+logger = logging.getLogger(__name__)
 
 
 class ManifestError(DataError):
@@ -153,6 +170,7 @@ class Manifest:
     tag_names: list[str] | None
     task: str | None
     encoding: str
+    carved: dict | None = None  # how validation rows were carved from train (see _carve_validation)
 
     @property
     def problems(self) -> list[str]:
@@ -320,8 +338,14 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
-def _is_blank(value: str | None) -> bool:
-    return value is None or value.strip().lower() in _BLANK
+def _is_missing(value: str | None) -> bool:
+    return value is None or value.strip() in MISSING
+
+
+def _missing_problem(canon: str, value: str | None) -> str:
+    """``label is empty`` for an empty cell, ``label is missing ('NA')`` for a missing-value marker."""
+    marker = (value or "").strip()
+    return f"{canon} is missing ({marker!r})" if marker else f"{canon} is empty"
 
 
 def _number(value: Any) -> float | None:
@@ -462,10 +486,9 @@ def _parse_row(values: dict, file: ManifestFile, row: int, encoding: str, multi:
                                      "(use the labels column for tags)")
         else:
             text = _as_text(value)
-            if _is_blank(text):
+            if _is_missing(text):
                 if strict:
-                    r.target_problems.append("label is NaN" if text and text.strip().lower() == "nan"
-                                             else "label is empty")
+                    r.target_problems.append(_missing_problem("label", text))
             else:
                 r.label = text.strip()
                 r.label_is_number = _is_number_like(r.label)
@@ -474,10 +497,9 @@ def _parse_row(values: dict, file: ManifestFile, row: int, encoding: str, multi:
         text = _as_text(value)
         if text is None and value is not None:
             r.target_problems.append(f"score must be a number, got a JSON {type(value).__name__}")
-        elif _is_blank(text):
+        elif _is_missing(text):
             if strict:
-                r.target_problems.append("score is NaN" if text and text.strip().lower() == "nan"
-                                         else "score is empty")
+                r.target_problems.append(_missing_problem("score", text))
         else:
             number = _number(value)
             if number is None:
@@ -495,8 +517,8 @@ def _parse_row(values: dict, file: ManifestFile, row: int, encoding: str, multi:
                 r.target_problems.append("labels must be a list of tag strings")
         else:
             text = _as_text(value)
-            if text is not None and text.strip().lower() in ("nan", "null"):
-                r.target_problems.append("labels is NaN (leave the cell empty for no tags)")
+            if text is not None and text.strip() and _is_missing(text):
+                r.target_problems.append(f"{_missing_problem('labels', text)}; leave the cell empty for no tags")
             else:
                 r.tags = sorted({t.strip() for t in (text or "").split(";") if t.strip()})
 
@@ -646,6 +668,100 @@ def _check_training_targets(rows: list[ManifestRow], folds: int | str | None, cl
                                                  f"in training when fold {fold} is tested")
 
 
+def _check_fixed_split(rows: list[ManifestRow], source: str) -> str | None:
+    """A fixed split (no CV) must have train and test rows; valid ones may be carved from train."""
+    counts = Counter(r.split for r in rows if r.split is not None)
+    missing = [s for s in ("train", "test") if not counts[s]]
+    if not counts or not missing:
+        return None
+    have = " / ".join(f"{s} {counts[s]}" for s in SPLIT_ORDER if counts[s])
+    return (f"{source}: the split has no {' and no '.join(missing)} rows ({have}); a fixed split needs train and "
+            "test rows (valid rows are carved from train when there are none), or cross-validate with --cv K")
+
+
+def _carve_strata(rows: list[ManifestRow], classes: bool) -> np.ndarray:
+    if classes and any(r.label is not None for r in rows):
+        return np.array([r.label or "" for r in rows], dtype=object).astype(str)
+    scores = np.array([np.nan if r.score is None else r.score for r in rows], dtype=float)
+    if np.isfinite(scores).any():
+        return (scores >= np.nanmedian(scores)).astype(int)
+    return np.zeros(len(rows), dtype=int)
+
+
+def _carve_candidates(strata: np.ndarray, groups: np.ndarray | None):
+    """Candidate validation row sets, best first: the folds of a stratified group 10-fold split of the
+    training groups, or (no groups) stratified 10 % row samples; all with the fixed seed."""
+    from sklearn.model_selection import ShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
+
+    n = len(strata)
+    with warnings.catch_warnings():  # rare classes: sklearn warns that it cannot stratify them exactly
+        warnings.simplefilter("ignore", UserWarning)
+        if groups is not None:
+            folds = min(round(1 / CARVE_FRACTION), len(set(groups.tolist())))
+            if max(Counter(strata.tolist()).values()) < folds:  # sklearn refuses: no class fills every fold
+                strata = np.zeros(n, dtype=int)
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=CARVE_SEED)
+            yield from (valid for _, valid in splitter.split(np.zeros(n), strata, groups))
+            return
+        counts = Counter(strata.tolist())
+        size = max(round(CARVE_FRACTION * n), 1)
+        stratify = min(counts.values()) >= 2 and n - max(size, len(counts)) >= len(counts)
+        if stratify:
+            size = max(size, len(counts))
+        splitter = (StratifiedShuffleSplit if stratify else ShuffleSplit)(
+            n_splits=10, test_size=size, random_state=CARVE_SEED)
+        yield from (valid for _, valid in splitter.split(np.zeros(n), strata if stratify else None))
+
+
+def _carve_validation(rows: list[ManifestRow], present: set[str], classes: bool) -> tuple[dict | None, str | None]:
+    """Move a fixed share of the training rows to valid when the split has train and test but no valid.
+
+    Whole dialogues are moved (or whole speakers when there is no ``dialogue_id``), so no conversation
+    straddles train and valid, stratified by label (or by score above/below its median). The first
+    candidate that leaves every class and tag in train is taken. Test rows are never touched.
+    Returns (a record of what was carved, None) or (None, the reason it could not be done).
+    """
+    train = [r for r in rows if r.split == "train"]
+    if len(train) < 2:
+        return None, f"only {len(train)} train row(s): too few to carve validation rows from; add valid rows"
+    key = next((k for k in ("dialogue_id", "speaker") if k in present), None)
+    groups = np.array([getattr(r, key) or "" for r in train], dtype=str) if key else None
+    if groups is not None and len(set(groups.tolist())) < 2:
+        key, groups = None, None  # one dialogue/speaker: carve rows
+    strata = _carve_strata(train, classes)
+    labels = {r.label for r in train if r.label is not None}
+    tags = {t for r in train for t in (r.tags or [])}
+    for valid in _carve_candidates(strata, groups):
+        chosen = set(valid.tolist())
+        kept = [r for k, r in enumerate(train) if k not in chosen]
+        if not kept or not chosen:
+            continue
+        if classes and {r.label for r in kept if r.label is not None} != labels:
+            continue
+        if {t for r in kept for t in (r.tags or [])} != tags:
+            continue
+        for k in chosen:
+            train[k].split = "valid"
+        record = {"from": "train", "rows": len(chosen), "of_rows": len(train), "seed": CARVE_SEED,
+                  "fraction": CARVE_FRACTION, "group_by": key,
+                  "stratified_by": "label" if classes and labels else ("score" if "score" in present else None)}
+        if groups is not None:
+            record |= {"groups": len(set(groups[valid].tolist())), "of_groups": len(set(groups.tolist()))}
+        return record, None
+    return None, ("cannot carve validation rows from train without taking every row of some class or tag "
+                  "out of training; add valid rows or cross-validate with --cv K")
+
+
+def describe_carve(carved: dict) -> str:
+    """One line: what was carved from train, and how (shown at train time, kept in the dataset meta)."""
+    unit = {"dialogue_id": "dialogues", "speaker": "speakers"}.get(carved["group_by"])
+    what = (f"{carved['groups']} of {carved['of_groups']} train {unit} ({carved['rows']} of {carved['of_rows']} "
+            f"rows)" if unit else f"{carved['rows']} of {carved['of_rows']} train rows")
+    how = f"stratified by {carved['stratified_by']}" if carved["stratified_by"] else "not stratified"
+    return (f"no valid rows: valid = {what}, about {carved['fraction']:.0%} of train, {how}, seed {carved['seed']}; "
+            "test rows untouched")
+
+
 # ------------------------------------------------------------------------------------------------------
 # reading and validating
 # ------------------------------------------------------------------------------------------------------
@@ -770,11 +886,20 @@ def read_manifest(argument: str, columns: dict[str, str] | str | None = None, en
                                  "(they clash with the f1_micro/f1_macro metrics); rename them")
     resolved_task, label_as_score, task_problems = _resolve_task(
         task, present, class_names, numeric)
+    carved = None
     if purpose == "train":
         file_problems += [f"{source}: {p}" for p in task_problems]
         if label_as_score:
             for r in rows:
                 r.score = float(r.label) if r.label is not None else None
+        if folds is None:  # a fixed split (no cross-validation)
+            split_problem = _check_fixed_split(rows, source)
+            if split_problem:
+                file_problems.append(split_problem)
+            elif any(r.split for r in rows) and not any(r.split == "valid" for r in rows):
+                carved, carve_problem = _carve_validation(rows, present, classes=not label_as_score)
+                if carve_problem:
+                    file_problems.append(f"{source}: {carve_problem}")
         kinds = (resolved_task or "").split("+")
         if any(k in ("binary", "classification") for k in kinds) and class_names and len(class_names) < 2:
             file_problems.append(f"{source}: the label column has only one class ({class_names[0]!r}); "
@@ -782,7 +907,7 @@ def read_manifest(argument: str, columns: dict[str, str] | str | None = None, en
         _check_training_targets(rows, folds, classes=not label_as_score)
     manifest = Manifest(source=source, files=files, rows=rows, present=present, file_problems=file_problems,
                         class_names=None if label_as_score else class_names, tag_names=tag_names,
-                        task=resolved_task, encoding=encoding)
+                        task=resolved_task, encoding=encoding, carved=carved)
     if label_as_score:
         manifest.present = (present - {"label"}) | {"score"}
     return manifest
@@ -793,6 +918,23 @@ def read_manifest(argument: str, columns: dict[str, str] | str | None = None, en
 # ------------------------------------------------------------------------------------------------------
 
 
+def check_features(media_rows: Sequence[ManifestRow], features_dir: str | Path | None) -> Path:
+    """The features folder media rows need, checked before any text is embedded (a wrong ``--features``
+    should cost nothing)."""
+    first = media_rows[0]
+    if features_dir is None:
+        raise DataError(first.file.path, f"{len(media_rows)} media rows need extracted features: run "
+                                         f"`mmaffect extract {first.file.path} --output DIR` and pass --features DIR "
+                                         "(or switch the path column off with --columns path= to use the text only)")
+    features_dir = Path(features_dir).expanduser()
+    if features_dir.is_file():
+        raise DataError(features_dir, "is a file; --features expects the folder written by "
+                                      "`mmaffect extract FILE --output DIR`")
+    if not features_dir.is_dir():
+        raise DataError(features_dir, "features folder not found (make it with `mmaffect extract FILE --output DIR`)")
+    return features_dir
+
+
 def _media_modalities(manifest_rows: Sequence[ManifestRow], features_dir: str | Path | None,
                       sequences: bool) -> dict[str, Modality]:
     """Audio/video (and, for rows without text, transcript) features of the media rows, in their order.
@@ -800,14 +942,7 @@ def _media_modalities(manifest_rows: Sequence[ManifestRow], features_dir: str | 
     The one seam between manifests and :mod:`mmaffect.extraction`: given the media rows (their
     ``id``, resolved ``path``, ``file``), return ``{"a"|"v"|"t": Modality}`` with one row per media row.
     """
-    first = manifest_rows[0]
-    if features_dir is None:
-        raise DataError(first.file.path, f"{len(manifest_rows)} media rows need extracted features: run "
-                                         f"`mmaffect extract {first.file.path} --output DIR` and pass --features DIR "
-                                         "(or switch the path column off with --columns path= to use the text only)")
-    features_dir = Path(features_dir).expanduser()
-    if not features_dir.is_dir():
-        raise DataError(features_dir, "features folder not found (make it with `mmaffect extract FILE --output DIR`)")
+    features_dir = check_features(manifest_rows, features_dir)
     try:
         from mmaffect import extraction
     except ImportError as exc:
@@ -851,6 +986,9 @@ def build_modalities(rows: Sequence[ManifestRow], sequences: bool, features: str
     n = len(rows)
     text_rows = np.array([i for i, r in enumerate(rows) if r.text.strip()], dtype=np.int64)
     media_rows = np.array([i for i, r in enumerate(rows) if r.path is not None], dtype=np.int64)
+    # media first: a missing or wrong features folder is reported before any text is embedded
+    media = (_media_modalities([rows[i] for i in media_rows], features, sequences)
+             if need_media and len(media_rows) else {})
     modalities: dict[str, Modality] = {}
     recipe: dict = {}
     if len(text_rows) == n:
@@ -859,17 +997,16 @@ def build_modalities(rows: Sequence[ManifestRow], sequences: bool, features: str
     if 0 < len(text_rows) < n:
         text, recipe = text_modality([rows[i].text for i in text_rows], sequences)
         parts["t"] = [(text_rows, text)]
-    if need_media and len(media_rows):
-        media = _media_modalities([rows[i] for i in media_rows], features, sequences)
-        for key, mod in media.items():
-            if key == "t" and "t" in modalities:
-                continue
-            if key == "t" and len(text_rows):  # the extractor's transcripts only where the file has no text
-                keep = np.flatnonzero(~np.isin(media_rows, text_rows))
-                if len(keep):
-                    parts["t"].append((media_rows[keep], mod.take(torch.as_tensor(keep))))
-                continue
-            parts.setdefault(key, []).append((media_rows, mod))
+    for key, mod in media.items():
+        if key == "t" and "t" in modalities:
+            continue
+        if key == "t" and len(text_rows):  # the extractor's transcripts only where the file has no text
+            keep = np.flatnonzero(~np.isin(media_rows, text_rows))
+            if len(keep):
+                parts["t"].append((media_rows[keep], mod.take(torch.as_tensor(keep))))
+            continue
+        parts.setdefault(key, []).append((media_rows, mod))
+    if media:
         recipe["media_rows"] = int(len(media_rows))
     for key in ("t", "a", "v"):
         if key in parts:
@@ -882,7 +1019,8 @@ def _split_description(manifest: Manifest, rows: Sequence[ManifestRow]) -> str |
     if not counts:
         return None
     how = "one file per split" if manifest.files[0].split is not None else "the manifest's split column"
-    return f"{how}: " + " / ".join(f"{s} {counts[s]}" for s in SPLIT_ORDER if counts[s])
+    text = f"{how}: " + " / ".join(f"{s} {counts[s]}" for s in SPLIT_ORDER if counts[s])
+    return text + (f" ({describe_carve(manifest.carved)})" if manifest.carved else "")
 
 
 def build_dataset(manifest: Manifest, rows: Sequence[ManifestRow] | None = None, *, sequences: bool = False,
@@ -925,6 +1063,8 @@ def build_dataset(manifest: Manifest, rows: Sequence[ManifestRow] | None = None,
     split_text = _split_description(manifest, rows)
     if split_text:
         meta["split"] = split_text
+    if manifest.carved:
+        meta["valid_carved"] = dict(manifest.carved)
     context = None
     if "context" in present:
         context = np.empty(len(rows), dtype=object)
@@ -974,4 +1114,9 @@ def load_manifest(argument: str, sequences: bool = False, columns: dict[str, str
     """
     manifest = read_manifest(argument, columns, encoding, task, purpose="train", folds=folds)
     manifest.raise_problems()
+    if manifest.carved:
+        logger.warning("%s: %s", manifest.source, describe_carve(manifest.carved))
+    if "context" in manifest.present:
+        logger.warning("%s: the context column is read (data.context) but no model uses it yet: results are the "
+                       "same with and without it", manifest.source)
     return build_dataset(manifest, sequences=sequences, features=features)
