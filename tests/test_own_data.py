@@ -30,7 +30,6 @@ from sklearn.metrics import (
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-import mmaffect.data.manifest  # noqa: F401  (registers manifest: until the registry imports it)
 from mmaffect.cli import main
 from mmaffect.data.text_features import text_modality
 
@@ -49,8 +48,11 @@ def train(dataset: str, out: Path, columns: dict, *extra: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def run_predictions(out: Path) -> list[pd.DataFrame]:
-    return [pd.read_csv(p, keep_default_na=False) for p in sorted(out.glob("seed*/predictions.csv"))]
+def run_predictions(out: Path, runs: int) -> list[pd.DataFrame]:
+    """The predictions of every run, in run order; exactly ``runs`` of them (an empty glob must not pass)."""
+    paths = sorted(out.glob("seed*/predictions.csv"))
+    assert len(paths) == runs, paths
+    return [pd.read_csv(p, keep_default_na=False) for p in paths]
 
 
 def vectors(texts: list[str]) -> np.ndarray:
@@ -136,7 +138,7 @@ def test_binary_sentiment_with_group_cv(meld_rows, tmp_path):
                     "dialogue_id", "--epochs", "30", "--set", "train.class_weights=balanced",
                     "--set", "dataset_args.folds=5")
     assert results["task"] == "binary" and results["folds"] == [0, 1, 2, 3, 4]
-    runs = run_predictions(out)
+    runs = run_predictions(out, 5)
     tested = pd.concat([p[p.split == "test"] for p in runs])
     assert sorted(tested.id) == sorted(rows.utt_id)  # each row tested exactly once
     for k, pred in enumerate(runs):  # results.json == sklearn on the predictions file
@@ -178,7 +180,7 @@ def test_regression_on_a_1_to_7_scale_with_a_fold_column(data_dir, tmp_path):
     results = train(f"manifest:{tmp_path / 'valence.csv'}", out, columns, "--cv", "column", "--epochs", "25",
                     "--set", "threshold=4", "--set", "train.batch_size=128", "--set", "train.lr=0.002")
     assert results["task"] == "regression" and results["folds"] == [1, 2, 3, 4, 5]
-    runs = run_predictions(out)
+    runs = run_predictions(out, 5)
     for k, pred in enumerate(runs):
         test = pred[pred.split == "test"]
         session = set(frame.session[frame.utterance_id.isin(test.id)])
@@ -218,7 +220,7 @@ def test_multilabel_tags_with_a_split_column(meld_rows, tmp_path):
                     "--set", "train.select=f1_micro")
     tags = ["anger", "disgust", "fear", "joy", "negative", "positive", "sadness", "surprise"]
     assert results["task"] == "multilabel" and {f"f1_{t}" for t in tags} <= set(results["test"])
-    (pred,) = run_predictions(out)
+    (pred,) = run_predictions(out, 1)
     test = pred[pred.split == "test"]
     assert len(test) == 400 and test.id.tolist() == rows.utt_id[rows.split == "test"].tolist()
     truth = test[[f"tag_{t}" for t in tags]].to_numpy()
