@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import media_factory
-from mmaffect.analysis import Analyzer, speech_windows
+from mmaffect.analysis import Analyzer, format_table, speech_windows
 from mmaffect.cli import main
 from mmaffect.errors import DataError
 
@@ -36,9 +36,13 @@ def test_speech_windows_merge_split_and_assign_words():
     assert speech_windows(None, 16000, [], duration=4.0)[0].end == 4.0  # nothing heard: the whole file
 
 
+CLIP_COLUMNS = "path=clip_file,text=transcript,id=utterance_id"
+FPS = 1.0  # not the extraction default (2): the checkpoint's recipe must carry it to analyze
+
+
 @pytest.fixture(scope="module")
-def model_dir(data_dir, tmp_path_factory):
-    """A late-fusion model trained through the CLI on 16 real clips (2 per class), 2-fold by speaker."""
+def clips_root(data_dir, tmp_path_factory):
+    """16 real clips (2 per class) and one file that is not a video, extracted at FPS into ROOT/cache."""
     root = tmp_path_factory.mktemp("analysis")
     manifest = pd.read_csv(data_dir / "iemocap_clips" / "manifest.csv")
     picked = manifest.groupby("label").head(2).copy()
@@ -46,20 +50,40 @@ def model_dir(data_dir, tmp_path_factory):
     for name in picked.clip_file:  # media must sit inside the manifest's folder: copy, never into the repo
         shutil.copyfile(data_dir / "iemocap_clips" / name, root / "clips" / name)
     picked["clip_file"] = ["clips/" + f for f in picked.clip_file]
-    picked.to_csv(root / "clips.csv", index=False)
-    assert main(["extract", str(root / "clips.csv"), "--output", str(root / "cache"), "--quiet",
-                 "--columns", "path=clip_file,text=transcript,id=utterance_id"]) == 0
-    assert main(["train", "--dataset", f"cache:{root / 'cache'}", "--model", "late-fusion", "--cv", "2",
-                 "--group-by", "speaker", "--epochs", "3", "--output", str(root / "model"), "--quiet"]) == 0
-    return root / "model"
+    picked.to_csv(root / "clips_ok.csv", index=False)
+    broken = picked.iloc[:1].assign(clip_file="clips/broken.mp4", utterance_id="broken")
+    media_factory.text_as_mp4(root / "clips" / "broken.mp4")
+    pd.concat([picked, broken]).to_csv(root / "clips.csv", index=False)
+    assert main(["extract", str(root / "clips.csv"), "--output", str(root / "cache"), "--quiet", "--fps", str(FPS),
+                 "--columns", CLIP_COLUMNS]) == 0
+    return root
 
 
-def test_analyze_a_real_clip(model_dir, data_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def model_dir(clips_root):
+    """A late-fusion model trained through the CLI on the 16 clips, 2-fold by speaker (2 fold models)."""
+    assert main(["train", "--dataset", f"cache:{clips_root / 'cache'}", "--model", "late-fusion", "--cv", "2",
+                 "--group-by", "speaker", "--epochs", "3", "--output", str(clips_root / "model"), "--quiet"]) == 0
+    return clips_root / "model"
+
+
+def test_analyze_a_real_clip(model_dir, data_dir, tmp_path, capsys, monkeypatch):
+    from mmaffect.extraction import pipeline
+
+    seen = []
+    real_extract = pipeline.extract
+
+    def spy(items, output, config=None, **kwargs):
+        seen.append(config)
+        return real_extract(items, output, config, **kwargs)
+
+    monkeypatch.setattr(pipeline, "extract", spy)
     clip = data_dir / "iemocap_clips" / "Ses01M_impro07_M013.mp4"
     out, plot = tmp_path / "result.json", tmp_path / "timeline.png"
     assert main(["analyze", str(clip), "--checkpoint", str(model_dir), "--json", str(out), "--plot", str(plot)]) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
+    assert [c.fps for c in seen] == [FPS] and result["extraction"]["fps"] == FPS  # the training recipe's fps
     assert result["n_models"] == 2 and result["contributions_from"] == "relevance"
     assert 11.0 < result["duration"] < 12.5 and result["segments"]
     for seg in result["segments"]:
@@ -67,9 +91,67 @@ def test_analyze_a_real_clip(model_dir, data_dir, tmp_path, capsys):
         assert sum(seg["probabilities"].values()) == pytest.approx(1, abs=1e-4)
         assert sum(seg["contributions"].values()) == pytest.approx(1, abs=1e-4)
         assert set(seg["contributions"]) == {"t", "a", "v"} and seg["face_rate"] > 0.5
-        assert seg["label"] in printed
+        assert seg["label"] in printed and seg["warnings"] == []
     assert " ".join(s["text"] for s in result["segments"]).strip()  # Whisper heard words
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_trained_on_a_manifest_with_features_keeps_its_recipe(clips_root, tmp_path):
+    import mmaffect
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"manifest:{clips_root / 'clips_ok.csv'}", "--columns", CLIP_COLUMNS,
+                 "--features", str(clips_root / "cache"), "--model", "late-fusion", "--cv", "2", "--group-by",
+                 "speaker", "--epochs", "1", "--output", str(out), "--quiet"]) == 0
+    predictor = mmaffect.load(out)
+    assert len(predictor.models) == 2 and predictor.recipe.extraction["fps"] == FPS
+    assert predictor.recipe.dataset_args["features"] == str(clips_root / "cache")
+    assert predictor.recipe.extract_config(asr="never").fps == FPS  # what Analyzer extracts with
+
+
+def test_predict_keeps_rows_whose_extraction_failed(model_dir, clips_root, tmp_path, capsys):
+    """A run folder (its 2 fold models averaged) predicts a media manifest whose last row failed extraction:
+    the 16 good rows are predicted, the failed one keeps its place with the reason, exit status 1."""
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(model_dir), "--dataset", f"manifest:{clips_root / 'clips.csv'}",
+                 "--columns", CLIP_COLUMNS, "--features", str(clips_root / "cache"), "--output", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "17 rows: 16 predicted, 1 not processed" in captured.out
+    assert "clips.csv: row 18: feature extraction failed" in captured.err
+    pred = pd.read_csv(out, keep_default_na=False)
+    assert pred.id.tolist()[-1] == "broken" and pred.status.tolist() == ["ok"] * 16 + ["error"]
+    assert pred.error.iloc[-1].startswith("feature extraction failed") and pred.pred_label.iloc[-1] == ""
+    probs = pred.iloc[:16][[c for c in pred.columns if c.startswith("prob_")]].astype(float)
+    assert ((probs.sum(axis=1) - 1).abs() < 1e-5).all()
+    assert {"relevance_t", "relevance_a", "relevance_v"} <= set(pred.columns)
+
+
+def test_nonfinite_audio_is_a_warning(model_dir, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    audio = media_factory.tone(2.0).astype(np.float32)
+    audio[1000:1100] = np.nan
+    audio[5000] = np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, audio, media_factory.SR, subtype="FLOAT")
+    result = Analyzer(model_dir)(path)
+    assert result["segments"]
+    for seg in result["segments"]:
+        assert seg["audio_nonfinite"] > 0 and any("NaN" in w for w in seg["warnings"])
+    assert "warning: audio has NaN/Inf samples" in format_table(result)
+
+
+def test_analyze_checks_its_outputs_before_the_work(model_dir, data_dir, tmp_path, capsys, monkeypatch):
+    import mmaffect.analysis as analysis
+
+    monkeypatch.setattr(analysis.Analyzer, "__init__", lambda *a, **k: pytest.fail("analysis started"))
+    clip = str(data_dir / "iemocap_clips" / "Ses01M_impro07_M013.mp4")
+    assert main(["analyze", clip, "--checkpoint", str(model_dir), "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["analyze", clip, "--checkpoint", str(model_dir), "--plot", str(tmp_path / "file" / "t.png")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_analyze_videos_without_speech(model_dir, tmp_path):

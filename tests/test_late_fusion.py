@@ -59,7 +59,7 @@ def test_speaker_gate_lowers_visual_relevance_when_the_mouth_does_not_follow_the
     width = len(VISUAL_VECTOR_NAMES)
     spec = ModelSpec(dims={"t": 12, "v": width}, seq_dims={}, heads={"logits": 4})
     torch.manual_seed(0)
-    fusion = create_model("late-fusion", spec, speaker_gate=True).eval()
+    fusion = create_model("late-fusion", spec, speaker_gate=True, visual_names=list(VISUAL_VECTOR_NAMES)).eval()
     v = torch.zeros(2, width)
     v[:, VISUAL_VECTOR_NAMES.index("face_rate")] = 1.0
     v[:, VISUAL_VECTOR_NAMES.index("speaker_sync")] = torch.tensor([0.6, -0.4])  # speaking vs listening face
@@ -67,5 +67,8 @@ def test_speaker_gate_lowers_visual_relevance_when_the_mouth_does_not_follow_the
     assert relevance[0] > relevance[1]
     v[:, VISUAL_VECTOR_NAMES.index("face_rate")] = 0.0  # no face at all: the visual branch is ignored
     assert fusion({"t": torch.zeros(2, 12), "v": v})["relevance"][:, 1].max() < 1e-3
-    with pytest.raises(ConfigError, match="speaker_gate needs the visual vector"):
+    with pytest.raises(ConfigError, match="speaker_gate needs visual_names"):
         create_model("late-fusion", ModelSpec(dims={"v": 7}, seq_dims={}, heads={"logits": 2}), speaker_gate=True)
+    with pytest.raises(ConfigError, match="7 wide but visual_names names"):
+        create_model("late-fusion", ModelSpec(dims={"v": 7}, seq_dims={}, heads={"logits": 2}), speaker_gate=True,
+                     visual_names=list(VISUAL_VECTOR_NAMES))

@@ -14,7 +14,6 @@ standardisation), normalised to sum to one over the modalities.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 
 from mmaffect.errors import DataError
-from mmaffect.inference import LoadedModel, load_model
+from mmaffect.inference import LoadedModel
+from mmaffect.predictor import Predictor, load
 
 MAX_SEGMENT = 12.0  # seconds; longer speech runs are cut into equal parts
 MERGE_GAP = 0.5  # seconds of silence below which two speech runs are one utterance
@@ -35,22 +35,6 @@ class Window:
     start: float
     end: float
     text: str
-
-
-def load_models(path: str | Path) -> list[LoadedModel]:
-    """A checkpoint file, or a ``mmaffect train`` output folder (all its runs' models, averaged)."""
-    path = Path(path)
-    files = sorted(path.glob("*/model.safetensors")) if path.is_dir() else [path]
-    if not files:
-        raise DataError(path, "no model.safetensors in this folder's run folders")
-    models = [load_model(f) for f in files]
-    first = models[0].meta
-    for other in models[1:]:
-        if other.meta["modalities"] != first["modalities"] or other.task.class_names != models[0].task.class_names:
-            raise DataError(path, "its models disagree on modalities or classes")
-    if not models[0].task.class_names:
-        raise DataError(path, "analyze needs a classification model (it has no classes)")
-    return models
 
 
 def speech_windows(audio: np.ndarray, sample_rate: int, words: list, duration: float) -> list[Window]:
@@ -79,17 +63,6 @@ def speech_windows(audio: np.ndarray, sample_rate: int, words: list, duration: f
             text = " ".join(w.text.strip() for w in words if a <= (w.start + w.end) / 2 < b)
             windows.append(Window(float(a), float(min(b, duration)), text))
     return windows or [Window(0.0, float(duration), " ".join(w.text.strip() for w in words))]
-
-
-def _extract_config(model: LoadedModel):
-    """The extraction settings recorded in the checkpoint's feature recipe (ASR done here, once)."""
-    from dataclasses import fields
-
-    from mmaffect.extraction.pipeline import ExtractConfig
-
-    recorded = (model.meta.get("features", {}).get("features", {}).get("extraction", {}) or {}).get("config", {})
-    known = {f.name for f in fields(ExtractConfig)}
-    return ExtractConfig(**{**{k: v for k, v in recorded.items() if k in known}, "asr": "never"})
 
 
 def _predict(models: list[LoadedModel], data) -> tuple[np.ndarray, np.ndarray, str]:
@@ -121,21 +94,25 @@ def _predict(models: list[LoadedModel], data) -> tuple[np.ndarray, np.ndarray, s
 
 
 class Analyzer:
-    """Loads the model(s), the speech recogniser and the extractors once; call it on videos."""
+    """Loads the model(s), the speech recogniser and the extractors once; call it on videos.
+
+    Segments are extracted with the checkpoint's feature recipe (:mod:`mmaffect.recipe`): the
+    extraction settings of the features it was trained on and the sequence step rate of its reader."""
 
     def __init__(self, checkpoint: str | Path, asr_model: str | None = None):
         from mmaffect.features.asr import SpeechRecognizer
 
         self.checkpoint = Path(checkpoint)
-        self.models = load_models(checkpoint)
-        self.config = _extract_config(self.models[0])
+        self.predictor: Predictor = load(checkpoint)
+        if not self.predictor.classes:
+            raise DataError(checkpoint, "analyze needs a classification model (it has no classes)")
+        self.models = self.predictor.models
+        self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per video
         self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model)
-        self.classes = list(self.models[0].task.class_names)
-        self.modalities = list(self.models[0].meta["modalities"])
+        self.classes = self.predictor.classes
+        self.modalities = list(self.predictor.modalities)
 
     def __call__(self, video: str | Path) -> dict:
-        from mmaffect.extraction.cache import load_cache
-        from mmaffect.extraction.pipeline import ExtractItem, extract
         from mmaffect.features.audio import is_silent
         from mmaffect.features.media import decode
 
@@ -148,36 +125,46 @@ class Analyzer:
         if media is not None and media.audio is not None and not is_silent(media.audio, sample_rate=media.sample_rate):
             words = self.recognizer(media.audio, media.sample_rate).words
         windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
-        items = [ExtractItem(id=f"segment{i:03d}", path=video, text=w.text, start=w.start, end=w.end)
-                 for i, w in enumerate(windows)]
-        with tempfile.TemporaryDirectory(prefix="mmaffect-analyze-") as tmp:
-            report = extract(items, Path(tmp) / "cache", self.config, workers=1, progress=False)
-            failed = report.failed
-            if len(failed) == len(items):
-                raise DataError(video, f"no segment could be analysed ({next(iter(failed.values()))})")
-            data = load_cache(str(Path(tmp) / "cache"))
-            data = data.with_modalities(self.modalities)
-            records = _records(Path(tmp) / "cache")
+        items = [(f"segment{i:03d}", video, w.text, w.start, w.end) for i, w in enumerate(windows)]
+        data, failed, records = self.predictor.media_features(items, {"asr": "never"})
+        if data is None:
+            raise DataError(video, f"no segment could be analysed ({next(iter(failed.values()))})")
         probs, contributions, source = _predict(self.models, data)
-        window_of = {item.id: w for item, w in zip(items, windows, strict=True)}
+        window_of = {item[0]: w for item, w in zip(items, windows, strict=True)}
         segments = []
         for row, seg_id in enumerate(data.ids):
             window, record = window_of[seg_id], records[seg_id]
+            flags = record.get("flags") or {}
             k = int(probs[row].argmax())
             segments.append({
                 "id": seg_id, "start": round(window.start, 3), "end": round(window.end, 3), "text": window.text,
                 "label": self.classes[k], "confidence": float(probs[row, k]),
                 "probabilities": {c: float(p) for c, p in zip(self.classes, probs[row], strict=True)},
                 "contributions": {m: float(c) for m, c in zip(self.modalities, contributions[row], strict=True)},
-                "face_rate": (record.get("flags") or {}).get("face_rate"),
-                "warnings": record.get("warnings", []),
+                "face_rate": flags.get("face_rate"),
+                "audio_nonfinite": flags.get("audio_nonfinite"),
+                "warnings": _warnings(record),
             })
+        recipe = self.predictor.recipe
         return {"video": str(video), "duration": float(duration), "checkpoint": str(self.checkpoint),
                 "n_models": len(self.models), "classes": self.classes, "modalities": self.modalities,
-                "contributions_from": source, "segments": segments,
+                "contributions_from": source,
+                "extraction": {"fps": self.config.fps, "sample_rate": self.config.sample_rate,
+                               "step_fps": recipe.step_fps, "trained_on": recipe.dataset},
+                "segments": segments,
                 "failed": [{"id": i, "start": window_of[i].start, "end": window_of[i].end, "reason": r}
                            for i, r in failed.items()],
                 "seconds": time.perf_counter() - started}
+
+
+def _warnings(record: dict) -> list[str]:
+    """The extractor's warnings of a segment; non-finite audio samples always among them (their
+    audio features were computed on zeros in their place and are not trustworthy)."""
+    warnings = list(record.get("warnings") or [])
+    nonfinite = (record.get("flags") or {}).get("audio_nonfinite")
+    if nonfinite and not any("NaN" in w or "non-finite" in w for w in warnings):
+        warnings.append(f"audio has NaN/Inf samples ({100 * nonfinite:.3g} % of them, set to 0)")
+    return warnings
 
 
 def _has_audio(path: Path) -> bool:
@@ -196,13 +183,6 @@ def _duration(path: Path) -> float:
     return decode(path, fps=1.0, max_side=32).duration
 
 
-def _records(cache_dir: Path) -> dict[str, dict]:
-    from mmaffect.extraction.cache import FeatureCache
-
-    with FeatureCache(cache_dir) as cache:
-        return cache.records()
-
-
 def format_table(result: dict) -> str:
     mods = result["modalities"]
     lines = [f"{result['video']}: {result['duration']:.1f} s, {len(result['segments'])} segment(s); model "
@@ -213,6 +193,7 @@ def format_table(result: dict) -> str:
         face = "" if s["face_rate"] is None else f"{s['face_rate']:.2f}"
         lines.append(f"{s['start']:7.2f} {s['end']:7.2f}  {s['label']:<8}{s['confidence']:6.2f}  "
                      + " ".join(f"{s['contributions'][m]:5.2f}" for m in mods) + f"  {face:>5}  {s['text'][:60]}")
+        lines += [f"{'':17}warning: {w}" for w in s.get("warnings", [])]
     for f in result["failed"]:
         lines.append(f"{f['start']:7.2f} {f['end']:7.2f}  not analysed: {f['reason']}")
     lines.append(f"{result['seconds']:.2f} s")

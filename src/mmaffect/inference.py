@@ -1,23 +1,36 @@
-"""Using a trained checkpoint: rebuild the model and its input standardisation, predict, score."""
+"""Using trained checkpoints: rebuild each model with its input standardisation, and average several.
+
+A checkpoint is one ``model.safetensors`` of ``mmaffect train``; a *run folder* is a training output
+folder (``DIR/seedS[_foldF]/model.safetensors``: every seed and fold) or one run's folder. A run folder
+predicts with the average of its members (class and tag probabilities, scores and relevance weights
+are averaged), as ``mmaffect analyze`` always did with the default analysis model.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from mmaffect.data.dataset import AffectDataset
-from mmaffect.data.registry import load_dataset
 from mmaffect.data.standardize import Standardizer
 from mmaffect.errors import DataError
 from mmaffect.models.base import AffectModel, ModelSpec
 from mmaffect.models.registry import create_model, model_info
+from mmaffect.recipe import FeatureRecipe
 from mmaffect.tasks import Task
 from mmaffect.training.checkpoint import load_tensors, unprefixed
 from mmaffect.training.config import TrainConfig
-from mmaffect.training.runs import model_spec, write_predictions
-from mmaffect.training.trainer import evaluate_rows
+from mmaffect.training.runs import model_spec
+from mmaffect.training.trainer import predict_outputs
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "model.safetensors"
 
 
 @dataclass
@@ -26,6 +39,15 @@ class LoadedModel:
     task: Task
     standardizer: Standardizer | None
     meta: dict
+    path: Path | None = None
+
+    @property
+    def recipe(self) -> FeatureRecipe:
+        return FeatureRecipe.from_checkpoint(self.meta)
+
+    @property
+    def sequences(self) -> bool:
+        return model_info(self.meta["model"]).input_form == "sequence"
 
     def prepare(self, data: AffectDataset, source: str) -> AffectDataset:
         """Select the checkpoint's modalities, check widths and apply its standardisation."""
@@ -40,9 +62,15 @@ class LoadedModel:
                                     f"{list(self.task.class_names)}")
         return self.standardizer.apply(data) if self.standardizer is not None else data
 
+    def outputs(self, data: AffectDataset, source: str) -> dict[str, Tensor]:
+        """The model's head tensors for every row of (unprepared) ``data``."""
+        prepared = self.prepare(data, source)
+        batch_size = TrainConfig(**self.meta["train"]).eval_batch_size
+        return predict_outputs(self.model, prepared, np.arange(len(prepared)), batch_size)
+
 
 def load_model(path: str | Path) -> LoadedModel:
-    """Rebuild a model from a checkpoint written by ``mmaffect train``."""
+    """Rebuild a model from one checkpoint file written by ``mmaffect train``."""
     tensors, meta = load_tensors(path)
     if meta.get("format") != 1 or "model" not in meta:
         raise DataError(path, "not an mmaffect model checkpoint")
@@ -56,33 +84,64 @@ def load_model(path: str | Path) -> LoadedModel:
         raise DataError(path, f"weights do not fit model {meta['model']!r} ({str(exc).splitlines()[0]})") from exc
     model.eval()
     norm = unprefixed(tensors, "norm/")
-    return LoadedModel(model, Task.from_dict(meta["task"]), Standardizer.from_tensors(norm) if norm else None, meta)
+    return LoadedModel(model, Task.from_dict(meta["task"]), Standardizer.from_tensors(norm) if norm else None, meta,
+                       Path(path))
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The checkpoint files behind ``path``: a file, a run's folder, or a training output folder."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(path, "checkpoint not found")
+    if (path / CHECKPOINT_FILE).is_file():
+        return [path / CHECKPOINT_FILE]
+    files = sorted(path.glob(f"*/{CHECKPOINT_FILE}"))
+    if not files:
+        raise DataError(path, f"no {CHECKPOINT_FILE} here or in its run folders; expected a checkpoint file "
+                              f"DIR/seedS[_foldF]/{CHECKPOINT_FILE} or a `mmaffect train` output folder DIR")
+    return files
+
+
+def load_models(path: str | Path) -> list[LoadedModel]:
+    """Every model behind ``path`` (see :func:`checkpoint_files`), checked to agree on what they predict."""
+    models = [load_model(f) for f in checkpoint_files(path)]
+    first = models[0]
+    for other in models[1:]:
+        same = (other.meta["modalities"] == first.meta["modalities"] and other.task.to_dict() == first.task.to_dict()
+                and other.meta["spec"] == first.meta["spec"] and other.sequences == first.sequences)
+        if not same:
+            raise DataError(path, f"its models disagree on modalities, task, classes or input widths "
+                                  f"({first.path} vs {other.path}); pass one model file")
+    if len(models) > 1:
+        log.info("%s: averaging %d models", path, len(models))
+    return models
+
+
+def average_outputs(outputs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Head tensors of the average model: mean class / tag probabilities (returned as logits, so the
+    task's losses and predictions apply unchanged), mean scores and relevance weights. One model's
+    outputs are returned as they are."""
+    if len(outputs) == 1:
+        return outputs[0]
+    out = {}
+    for key in outputs[0]:
+        stacked = torch.stack([o[key] for o in outputs])
+        if key == "logits":
+            out[key] = torch.softmax(stacked, -1).mean(0).clamp(min=1e-12).log()
+        elif key == "tags":
+            p = torch.sigmoid(stacked).mean(0).clamp(1e-7, 1 - 1e-7)
+            out[key] = torch.log(p) - torch.log1p(-p)
+        else:
+            out[key] = stacked.mean(0)
+    return out
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test",
                         predictions: str | Path | None = None, dataset_args: dict | None = None) -> dict[str, float]:
-    """Metrics of a checkpoint on one split (or ``all``) of a dataset; optionally write predictions.
+    """Metrics of a checkpoint (file or run folder, see :func:`load_models`) on one split (or ``all``) of a
+    dataset; optionally write the predictions. See :func:`mmaffect.predictor.evaluate`."""
+    from mmaffect.predictor import evaluate
 
-    ``manifest:`` datasets are scored from the rows ``mmaffect predict`` writes (``dataset_args``: the
-    reader's ``columns``, ``encoding``, ``features``), so rows with problems are listed, not fatal."""
-    if dataset.startswith("manifest:"):
-        from mmaffect.commands.predict import evaluate_manifest
-
-        return evaluate_manifest(checkpoint, dataset, split=split, predictions=predictions, **(dataset_args or {}))
-    if dataset_args:
-        raise DataError(dataset, f"takes no reader options (got {', '.join(sorted(dataset_args))})")
-    loaded = load_model(checkpoint)
-    data = load_dataset(dataset, sequences=model_info(loaded.meta["model"]).input_form == "sequence")
-    data = loaded.prepare(data, dataset)
-    if split == "all":
-        rows = np.arange(len(data))
-    else:
-        splits = data.split_indices()
-        if split not in splits:
-            raise DataError(dataset, f"no {split!r} split (has {', '.join(splits) or 'none'})")
-        rows = splits[split]
-    cfg = TrainConfig(**loaded.meta["train"])
-    metrics, pred = evaluate_rows(loaded.model, data, rows, loaded.task, cfg)
-    if predictions:
-        write_predictions(Path(predictions), data, {split: (rows, pred)}, loaded.task)
-    return metrics
+    return evaluate(checkpoint, dataset, split=split, predictions=predictions, **(dataset_args or {}))

@@ -54,6 +54,7 @@ def visual_relevance(folder: Path, manifest: pd.DataFrame) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from mmaffect.commands.extract import items_from_manifest
     from mmaffect.extraction.pipeline import extract
+    from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
     from mmaffect.io import write_json
     from mmaffect.training.config import CVConfig, ExperimentConfig
     from mmaffect.training.runs import run_experiment
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     # speaker_gate and raw visual inputs: chosen on validation (CV by dialogue, 3 seeds): accuracy 47.2
     # against 44.1 without the gate and 43.2 with standardised visual inputs
     base = {"dataset": f"cache:{out / 'clips'}", "seeds": seeds, "standardize": ["a"],
-            "model_args": {"text_init": str(out / "text" / "seed0" / "model.safetensors"), "speaker_gate": True}}
+            "model_args": {"text_init": str(out / "text" / "seed0" / "model.safetensors"), "speaker_gate": True,
+                           "visual_names": list(VISUAL_VECTOR_NAMES)}}
     summary = {"text_branch_session1": text["test"]}
     manifest = pd.read_csv(manifest_path)
     for name, cv in (("fusion", CVConfig(5, "dialogue_id")), ("fusion-by-speaker", CVConfig(2, "speaker"))):

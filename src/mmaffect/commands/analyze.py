@@ -27,13 +27,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mmaffect.analysis import Analyzer, format_table, plot_timeline
-    from mmaffect.io import write_json
+    from mmaffect.io import check_output_file, write_json
 
+    # refuse unusable output locations before the (long) analysis, not after it
+    if args.json:
+        check_output_file(args.json, "--json file")
+    if args.plot:
+        check_output_file(args.plot, "--plot file")
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_model()
     if not checkpoint.exists():
         raise DataError(checkpoint, "no analysis model here; train it with `mmaffect train-analysis-model` "
                                     "or pass --checkpoint")
-    result = Analyzer(checkpoint, asr_model=args.asr_model)(args.video)
+    video = Path(args.video)
+    if not video.is_file():
+        raise DataError(video, "no such file" if not video.exists() else "not a file")
+    result = Analyzer(checkpoint, asr_model=args.asr_model)(video)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)

@@ -18,7 +18,8 @@ The text branch can start from a trained ``text-mlp`` checkpoint (``text_init``)
 thousands of transcripts when only a few dozen clips have audio and video; it is then frozen, and
 carries its own input standardisation so it sees exactly the inputs it was trained on. Hyper-
 parameters ending in ``_init`` only initialise: a checkpoint of this model restores all weights, so
-:func:`mmaffect.inference.load_model` drops them.
+:func:`mmaffect.inference.load_model` drops them. The speaker gate reads two named columns of the
+visual vector; their names (``visual_names``) come from the data's feature recipe.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def load_text_branch(path: str, branch: Branch) -> None:
 class GatedLateFusion(AffectModel):
     def __init__(self, spec: ModelSpec, *, hidden: int = 64, layers: int = 0, dropout: float = 0.3,
                  gate_hidden: int = 16, text_hidden: int = 256, text_layers: int = 1,
-                 text_init: str | None = None, speaker_gate: bool = False):
+                 text_init: str | None = None, speaker_gate: bool = False,
+                 visual_names: list[str] | None = None):
         super().__init__(spec)
         classes = spec.heads["logits"]
         self.modalities = list(spec.dims)
@@ -92,13 +94,18 @@ class GatedLateFusion(AffectModel):
             load_text_branch(text_init, self.branches["t"])
         self.speaker_gate = speaker_gate and "v" in spec.dims
         if self.speaker_gate:
-            from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
-
-            if spec.dims["v"] != len(VISUAL_VECTOR_NAMES):
-                raise ConfigError("speaker_gate needs the visual vector of `mmaffect extract` caches "
-                                  f"({len(VISUAL_VECTOR_NAMES)} wide), not {spec.dims['v']}")
-            self._face_rate = VISUAL_VECTOR_NAMES.index("face_rate")
-            self._sync = VISUAL_VECTOR_NAMES.index("speaker_sync")
+            # the column names come with the data (the feature recipe of a `mmaffect extract` cache), so
+            # the model needs no knowledge of how the visual vector is made
+            needed = ("face_rate", "speaker_sync")
+            if not visual_names or any(n not in visual_names for n in needed):
+                raise ConfigError("speaker_gate needs visual_names: the names of the visual vector's columns, "
+                                  "with face_rate and speaker_sync (the visual vector of `mmaffect extract` "
+                                  "caches; `mmaffect train-analysis-model` passes them)")
+            if spec.dims["v"] != len(visual_names):
+                raise ConfigError(f"speaker_gate: the visual vector is {spec.dims['v']} wide but visual_names "
+                                  f"names {len(visual_names)} columns")
+            self._face_rate = list(visual_names).index("face_rate")
+            self._sync = list(visual_names).index("speaker_sync")
             self.sync_slope = nn.Parameter(torch.tensor(5.0))
             self.sync_offset = nn.Parameter(torch.tensor(0.0))
         width = sum(spec.dims.values())

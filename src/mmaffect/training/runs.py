@@ -33,7 +33,9 @@ from mmaffect.errors import ConfigError
 from mmaffect.io import atomic_write, write_json
 from mmaffect.models.base import AffectModel, ModelSpec
 from mmaffect.models.registry import create_model, model_info
+from mmaffect.predictions import prediction_table
 from mmaffect.published import references
+from mmaffect.recipe import training_recipe
 from mmaffect.tasks import Task, make_task
 from mmaffect.training.checkpoint import prefixed, save_tensors
 from mmaffect.training.config import CVConfig, ExperimentConfig
@@ -154,32 +156,17 @@ def count_parameters(model: AffectModel) -> int:
 
 def write_predictions(path: Path, data: AffectDataset, parts: dict[str, tuple[np.ndarray, dict]], task: Task
                       ) -> None:
-    """One CSV row per evaluated row: id, split, targets, predictions and class probabilities."""
+    """One CSV row per evaluated row, in the prediction-table schema that ``mmaffect predict`` writes too
+    (:mod:`mmaffect.predictions`)."""
     frames = []
     for split, (rows, pred) in parts.items():
-        frame = pd.DataFrame({"id": data.ids[rows], "split": split})
-        targets = target_rows(data, rows)
-        if "score" in pred:
-            frame["score"] = targets["score"].numpy()
-            frame["pred_score"] = pred["score"]
-        if "prob" in pred:
-            names = np.asarray(task.class_names)
-            frame["label"] = names[targets["label"].numpy()]
-            frame["pred_label"] = names[pred["prob"].argmax(1)]
-            for j, name in enumerate(task.class_names):
-                frame[f"prob_{name}"] = pred["prob"][:, j]
-        if "tag_prob" in pred:
-            for j, name in enumerate(task.tag_names):
-                frame[f"tag_{name}"] = targets["labels"][:, j].numpy().astype(int)
-                frame[f"prob_tag_{name}"] = pred["tag_prob"][:, j]
-        if "relevance" in pred:
-            for j, name in enumerate(data.modalities):
-                frame[f"relevance_{name}"] = pred["relevance"][:, j]
-        frames.append(frame)
+        targets = {k: v.numpy() for k, v in target_rows(data, rows).items()}
+        if "label" in targets and task.class_names:
+            targets["label"] = np.asarray(task.class_names, dtype=object)[targets["label"]]
+        frames.append(prediction_table(data.ids[rows], task, pred, np.arange(len(rows)), targets=targets,
+                                       split=[split] * len(rows), modalities=list(data.modalities)))
     table = pd.concat(frames, ignore_index=True)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
-
-
 
 
 def checkpoint_meta(config: ExperimentConfig, data: AffectDataset, task: Task, spec: ModelSpec,
@@ -187,7 +174,9 @@ def checkpoint_meta(config: ExperimentConfig, data: AffectDataset, task: Task, s
     return {"format": 1, "mmaffect_version": __version__, "model": config.model,
             "model_args": config.model_args, "spec": spec.to_dict(), "task": task.to_dict(),
             "dataset": config.dataset, "modalities": list(data.modalities), "features": data.meta,
-            "seed": plan.seed, "fold": plan.fold, "best_epoch": best_epoch, "train": config.to_dict()["train"]}
+            "seed": plan.seed, "fold": plan.fold, "best_epoch": best_epoch, "train": config.to_dict()["train"],
+            "recipe": training_recipe(config.dataset, config.dataset_args, data,
+                                      model_info(config.model).input_form == "sequence").to_dict()}
 
 
 def run_one(config: ExperimentConfig, data: AffectDataset, plan: RunPlan, rundir: Path, progress: bool) -> dict:
