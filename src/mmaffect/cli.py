@@ -1,5 +1,8 @@
 """Command line: ``mmaffect datasets | models | train | ablate | evaluate | benchmark``, and the commands
-in :mod:`mmaffect.commands`: ``extract | predict | analyze | train-analysis-model``."""
+in :mod:`mmaffect.commands`: ``extract | predict | analyze | train-analysis-model``.
+
+The help texts below are written for people at a terminal; this docstring is for developers.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,57 @@ import os
 import sys
 from pathlib import Path
 
-from mmaffect.errors import MMAffectError
+from mmaffect.errors import ConfigError, MMAffectError
+from mmaffect.io import check_output_dir, check_output_file, write_json
 
 # Metrics shown first in tables, in the field's usual order; the rest follow alphabetically.
 _ORDER = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3", "acc5", "acc7", "mae", "corr",
           "acc", "wacc", "f1_weighted", "f1_macro", "f1", "auc", "f1_micro", "subset_acc", "loss"]
+
+
+DESCRIPTION = """\
+Multimodal affective computing: recognise emotion and sentiment from what people say (text), how
+they say it (audio) and how they look (video).
+
+Train and compare models on the built-in datasets or on your own files, extract features from your
+own recordings, predict with a trained model, and analyse a video utterance by utterance."""
+
+EPILOG = """\
+examples:
+  mmaffect datasets
+  mmaffect train --dataset mosi-bclstm --model tfn --seeds 3 --output runs/tfn
+  mmaffect evaluate --checkpoint runs/tfn/seed0/model.safetensors --dataset mosi-bclstm
+  mmaffect extract clips.csv --output cache/clips
+  mmaffect predict --checkpoint runs/tfn/seed0/model.safetensors --dataset manifest:new.csv --output pred.csv
+  mmaffect analyze talk.mp4 --json talk.json --plot talk.png
+
+--threads N limits the CPU threads (before or after the command name).
+Run 'mmaffect COMMAND --help' for the options of a command."""
+
+THREADS_HELP = "CPU threads for training, feature extraction and analysis (default: torch's choice)"
+
+_HELP = {
+    "datasets": ("list the built-in datasets and whether their files are found",
+                 "List the built-in datasets, their size and whether their files are found under the data "
+                 "folder (set MMAFFECT_DATA to change it), and the prefixes that read your own data "
+                 "(manifest:FILE, cache:DIR, ...)."),
+    "models": ("list the models", "List the models: their input (utterance vectors or sequences), what they "
+                                  "do and the modalities they need."),
+    "train": ("train a model and evaluate it over seeds (and folds); writes DIR/results.json",
+              "Train a model and evaluate it on the test split, once per seed (and per fold with --cv). "
+              "The --output folder gets one subfolder per run (the model, its predictions) and "
+              "results.json (mean ± std over the runs). Run the same command again to resume."),
+    "ablate": ("train on each modality subset; writes DIR/ablation.json",
+               "Train the same model on each subset of modalities (text only, audio only, text+audio, ...) "
+               "to see what each one adds. Every subset gets its own folder under --output; the table "
+               "printed at the end is also saved as ablation.json."),
+    "benchmark": ("measure training speed (seconds per epoch)",
+                  "Measure how long one training epoch takes, for each batch size and thread count, "
+                  "with the real trainer; writes the timings as JSON."),
+    "evaluate": ("score a trained model on a dataset split",
+                 "Score a trained model (a model.safetensors written by 'mmaffect train') on one split of a "
+                 "dataset; optionally save the metrics as JSON and the per-row predictions as CSV."),
+}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -22,6 +71,28 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def _digits(metric: str) -> int:
     return 4 if metric in ("mae", "corr", "auc", "loss") else 2
+
+
+def _spread(results: dict, n_runs: int) -> str:
+    """What the "±" is taken over: folds x seeds with cross-validation, seeds otherwise."""
+    seeds = results["seeds"]
+    seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} {seeds}"
+    folds = results.get("folds")
+    if folds:
+        return f"± over {len(folds)} folds x {seeds_text} ({n_runs} runs; sample std)"
+    if n_runs == 1:
+        return f"one run (seed {seeds[0]}): no spread (± 0)"
+    return f"± over {seeds_text} (sample std)"
+
+
+def _modalities(results: dict) -> str:
+    """The modalities a run had data for; ones that are the same on every row are named apart."""
+    empty = results.get("empty_modalities") or []
+    used = [m for m in results["modalities"] if m not in empty]
+    text = f"modalities {','.join(used) or 'none'}"
+    if empty:
+        text += f" ({','.join(empty)}: no data, the same on every row)"
+    return text
 
 
 def format_results(results: dict) -> str:
@@ -34,8 +105,8 @@ def format_results(results: dict) -> str:
             elsewhere.append(f"{ref['metric']} {ref['value']:g}")
     metrics = sorted(results["test"], key=lambda m: (_ORDER.index(m) if m in _ORDER else len(_ORDER), m))
     n_runs = len(next(iter(results["test"].values()))["per_run"])
-    lines = [f"{results['model']} on {results['dataset']} ({results['split']}); modalities "
-             f"{','.join(results['modalities'])}; {n_runs} run(s), seeds {results['seeds']}",
+    lines = [f"{results['model']} on {results['dataset']} ({results['split']}); {_modalities(results)}; "
+             f"{_spread(results, n_runs)}",
              f"{'metric':<14}{'test':>18}{'valid':>18}  published (same data and split)"]
     for m in metrics:
         d = _digits(m)
@@ -43,6 +114,11 @@ def format_results(results: dict) -> str:
         lines.append(f"{m:<14}{_fmt(test['mean'], d) + ' ± ' + _fmt(test['std'], d):>18}"
                      f"{_fmt(valid.get('mean'), d) + ' ± ' + _fmt(valid.get('std'), d):>18}  "
                      + "; ".join(published.get(m, [])))
+    if "wacc" in results["test"]:
+        note = "wacc = UA: mean recall over the classes present in each test fold (an absent class is left out)"
+        if "recall_macro" in results["test"]:
+            note += "; recall_macro also counts a predicted class absent from the fold, as 0"
+        lines.append(note)
     if elsewhere:
         source = next(r["model"] for r in results["published"] if not r["comparable"])
         lines.append(f"not comparable, for orientation only: {source}: {', '.join(elsewhere)}")
@@ -80,12 +156,36 @@ def _experiment_config(args: argparse.Namespace, **fixed):
 
     cv = None
     if args.cv is not None:
-        cv = {"folds": "column" if args.cv == "column" else int(args.cv), "group_by": args.group_by}
+        cv = {"folds": _cv_folds(args.cv), "group_by": args.group_by}
     overrides = {"dataset": args.dataset, "model": args.model, "seeds": args.seeds, "task": args.task,
                  "modalities": args.modalities, "train.epochs": args.epochs, "cv": cv,
                  "threshold": args.threshold, "train.class_weights": args.class_weights,
                  **_dataset_args(args), **fixed}
     return load_config(args.config, overrides, args.set)
+
+
+def _cv_folds(text: str) -> int | str:
+    """``--cv``: a number of folds (>= 2) or ``column``."""
+    if text == "column":
+        return text
+    try:
+        folds = int(text)
+    except ValueError:
+        raise ConfigError(f"--cv takes a number of folds (2 or more) or 'column', not {text!r}") from None
+    if folds < 2:
+        raise ConfigError(f"--cv takes a number of folds (2 or more) or 'column', not {text!r}")
+    return folds
+
+
+def _int_list(option: str, text: str) -> list[int]:
+    """``--batch-sizes 64,512``-style options: positive integers separated by commas."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ConfigError(f"{option} takes positive integers separated by commas, e.g. 1,2; not {text!r}")
+    return values
 
 
 def _dataset_args(args: argparse.Namespace) -> dict:
@@ -101,9 +201,17 @@ def _reader_kwargs(args: argparse.Namespace) -> dict:
     return {k.split(".", 1)[1]: v for k, v in _dataset_args(args).items() if v is not None}
 
 
+def _check_experiment_output(output: str | Path, *files: str) -> None:
+    """The output folder and the files the command writes in it, checked before any data are read."""
+    folder = check_output_dir(output)
+    for name in files:
+        check_output_file(folder / name)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmaffect.training.runs import run_experiment
 
+    _check_experiment_output(args.output, "config.json", "results.json")
     config = _experiment_config(args)
     results = run_experiment(config, args.output, progress=not args.quiet)
     print(format_results(results))
@@ -112,11 +220,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from mmaffect.io import write_json
     from mmaffect.training.runs import run_experiment
 
+    subsets = args.subsets.split(";")
+    _check_experiment_output(args.output, "ablation.json")
+    for subset in subsets:
+        _check_experiment_output(Path(args.output) / subset, "config.json", "results.json")
     rows = []
-    for subset in args.subsets.split(";"):
+    for subset in subsets:
         config = _experiment_config(args, modalities=",".join(subset))
         results = run_experiment(config, Path(args.output) / subset, progress=not args.quiet)
         rows.append({"modalities": subset, "test": {m: {"mean": v["mean"], "std": v["std"]}
@@ -139,25 +250,29 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mmaffect.inference import evaluate_checkpoint
 
+    for path in (args.json, args.predictions):
+        if path:
+            check_output_file(path)
     dataset_args = _reader_kwargs(args)
     metrics = evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, predictions=args.predictions,
                                   dataset_args=dataset_args)
     for name, value in metrics.items():
         print(f"{name:<14}{_fmt(value, _digits(name)):>10}")
     if args.json:
-        from mmaffect.io import write_json
-
         write_json(args.json, metrics)
     return 0
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from mmaffect.benchmark.train_speed import train_speed
-    from mmaffect.io import write_json
 
+    check_output_file(args.output)
+    batch_sizes = _int_list("--batch-sizes", args.batch_sizes)
+    thread_counts = _int_list("--thread-counts", args.thread_counts)
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be 1 or more, not {args.epochs}")
     dataset_args = _reader_kwargs(args)
-    result = train_speed(args.dataset, args.model, [int(b) for b in args.batch_sizes.split(",")],
-                         [int(t) for t in args.thread_counts.split(",")], epochs=args.epochs,
+    result = train_speed(args.dataset, args.model, batch_sizes, thread_counts, epochs=args.epochs,
                          dataset_args=dataset_args)
     write_json(args.output, result)
     print(f"{args.model} on {args.dataset}: {result['n_params']:,} parameters, {result['n_train']} training rows")
@@ -173,8 +288,8 @@ def _command(name: str):
     return lambda: importlib.import_module(f"mmaffect.commands.{name}")
 
 
-_COMMAND_MODULES = {"extract": _command("extract"), "analyze": _command("analyze"),
-                    "train-analysis-model": _command("analysis_model"), "predict": _command("predict")}
+_COMMAND_MODULES = {"predict": _command("predict"), "extract": _command("extract"), "analyze": _command("analyze"),
+                    "train-analysis-model": _command("analysis_model")}
 
 
 def _reader_options(p: argparse.ArgumentParser) -> None:
@@ -185,17 +300,23 @@ def _reader_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmaffect", description=__doc__)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mmaffect", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("datasets", help="list registered datasets, their size and whether their files are found")
-    p = sub.add_parser("models", help="list registered models")
+    def command(name: str) -> argparse.ArgumentParser:
+        short, long = _HELP[name]
+        return sub.add_parser(name, help=short, description=long)
+
+    command("datasets")
+    p = command("models")
     p.add_argument("-v", "--verbose", action="store_true", help="also list hyper-parameters and defaults")
 
     def experiment_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", help="registered name or prefix:path (see `mmaffect datasets`)")
-        p.add_argument("--model", help="registered model (see `mmaffect models`)")
+        p.add_argument("--dataset", help="a built-in dataset or PREFIX:PATH, e.g. manifest:my.csv "
+                                         "(see 'mmaffect datasets')")
+        p.add_argument("--model", help="model name (see 'mmaffect models')")
         p.add_argument("--config", help="YAML experiment config; command-line options override it")
         p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
         p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
@@ -207,40 +328,60 @@ def build_parser() -> argparse.ArgumentParser:
         _reader_options(p)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config value, e.g. train.lr=3e-4 or model_args.dropout=0.1")
-        p.add_argument("--output", required=True, help="output folder (resumable)")
+        p.add_argument("--output", required=True, metavar="DIR",
+                       help="folder for the runs and results.json (run again to resume)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("train", help="train and evaluate over seeds/folds; writes DIR/results.json")
+    p = command("train")
     experiment_options(p)
     p.add_argument("--modalities", help="comma-separated subset of t,a,v")
 
-    p = sub.add_parser("ablate", help="train on each modality subset; writes DIR/ablation.json")
+    p = command("ablate")
     experiment_options(p)
-    p.add_argument("--subsets", default="t;a;v;ta;tv;av;tav", help="';'-separated modality subsets")
-    p.add_argument("--metrics", default="acc2_has0,acc2_non0,f1_non0,acc7,mae,corr,acc,f1_weighted")
+    p.add_argument("--subsets", default="t;a;v;ta;tv;av;tav",
+                   help="';'-separated modality subsets, t = text, a = audio, v = video (default: all seven)")
+    p.add_argument("--metrics", default="acc2_has0,acc2_non0,f1_non0,acc7,mae,corr,acc,f1_weighted",
+                   help="metrics of the summary table, comma-separated (those the task has are shown)")
     p.set_defaults(modalities=None)
 
-    p = sub.add_parser("benchmark", help="training speed (s/epoch) over batch sizes and thread counts")
-    p.add_argument("suite", choices=["train-speed"])
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--batch-sizes", default="64,512")
-    p.add_argument("--thread-counts", default="1,2")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--output", required=True, help="JSON results file")
+    p = command("evaluate")
+    p.add_argument("--checkpoint", required=True, help="DIR/seedS[_foldF]/model.safetensors from 'mmaffect train'")
+    p.add_argument("--dataset", required=True, help="a built-in dataset or PREFIX:PATH, e.g. manifest:test.csv")
+    p.add_argument("--split", default="test", help="train | valid | test | all (default test)")
+    p.add_argument("--predictions", metavar="FILE", help="write per-row predictions to this CSV")
+    p.add_argument("--json", metavar="FILE", help="write the metrics to this JSON file")
     _reader_options(p)
 
     for module in _COMMAND_MODULES.values():
         module().add_parser(sub)
 
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--split", default="test", help="train | valid | test | all")
-    p.add_argument("--predictions", help="write per-row predictions to this CSV")
-    p.add_argument("--json", help="write the metrics to this JSON file")
+    p = command("benchmark")
+    p.add_argument("suite", choices=["train-speed"], help="what to measure (train-speed: seconds per epoch)")
+    p.add_argument("--dataset", required=True, help="a built-in dataset or PREFIX:PATH")
+    p.add_argument("--model", required=True, help="model name (see 'mmaffect models')")
+    p.add_argument("--batch-sizes", default="64,512", help="comma-separated batch sizes (default 64,512)")
+    p.add_argument("--thread-counts", default="1,2", help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per measurement (default 5)")
+    p.add_argument("--output", required=True, help="JSON file for the timings")
     _reader_options(p)
+
+    for p in sub.choices.values():  # --threads also after the command name, e.g. mmaffect train --threads 1
+        if "--threads" not in p._option_string_actions:
+            p.add_argument("--threads", type=int, metavar="N", default=argparse.SUPPRESS, help=THREADS_HELP)
     return parser
+
+
+def _apply_threads(threads: int | None) -> None:
+    """One thread setting for the whole command: torch here, and through OMP_NUM_THREADS the extraction
+    workers and libraries started later. Commands read ``args.threads`` for their own pools (ASR, ...)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads must be 1 or more, not {threads}")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,16 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe/TFLite C++ warnings, read at library load
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # OpenMP threads that spin while waiting for work slow everything else on a shared machine; read
+    # when torch loads, so set before any command imports it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     handlers = {"datasets": _cmd_datasets, "models": _cmd_models, "train": _cmd_train, "ablate": _cmd_ablate,
                 "evaluate": _cmd_evaluate, "benchmark": _cmd_benchmark}
     if args.command in _COMMAND_MODULES:
         handlers[args.command] = _COMMAND_MODULES[args.command]().run
     try:
+        _apply_threads(args.threads)
         return handlers[args.command](args)
     except MMAffectError as exc:
         print(f"error: {exc}", file=sys.stderr)
