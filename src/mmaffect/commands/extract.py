@@ -6,11 +6,19 @@ CSV or JSONL, one row per utterance, columns mapped with ``--columns canonical=c
 transcribed with ASR), ``id`` (default: the row number), ``start``/``end`` (a window in seconds, to cut
 utterances out of one long recording), and the targets and structure (``label``, ``score``, ``labels``,
 ``speaker``, ``dialogue_id``, ``utt_index``, ``split``, ``fold``), kept in each item's metadata for the
-``cache:CACHE`` dataset reader. Rows with a problem (a missing file, a path escaping the manifest's
-folder, ...) are skipped and reported with their row number; the job goes on. IEMOCAP clips::
+``cache:CACHE`` dataset reader. Media paths must stay inside the manifest's folder, or inside
+``--media-root DIR`` when the media live elsewhere (relative paths are then taken from DIR). Rows
+with a problem (a missing or empty file, a path escaping that folder, a duplicate id, a malformed
+line, ...) are skipped, printed with their row number and listed in report.csv (status skipped);
+the job goes on, and ``--strict`` exits 1. IEMOCAP clips::
 
     mmaffect extract /data/iemocap_clips/manifest.csv --output cache/iemocap \\
         --columns path=clip_file,text=transcript,id=utterance_id
+
+ASR: rows without a transcript are transcribed with the packaged Whisper tiny.en, which knows only
+English -- on other languages it writes fluent English nonsense (flagged as low-confidence per item
+and in the summary). For an audio-only corpus (no use for transcripts) pass ``--asr never``; for
+another language, a multilingual ``--asr-model``.
 """
 
 from __future__ import annotations
@@ -24,27 +32,37 @@ from mmaffect.errors import DataError
 __all__ = ["add_parser", "run", "items_from_manifest"]
 
 
-def items_from_manifest(argument: str, columns: str | dict[str, str] | None = None, encoding: str = "utf-8"
-                        ) -> tuple[list, list[str]]:
+def items_from_manifest(argument: str, columns: str | dict[str, str] | None = None, encoding: str = "utf-8",
+                        media_root: str | Path | None = None) -> tuple[list, list]:
     """The media rows of a manifest as :class:`~mmaffect.extraction.pipeline.ExtractItem` s, read by
-    the one manifest reader (:mod:`mmaffect.data.manifest`), plus the problems of rows left out.
+    the one manifest reader (:mod:`mmaffect.data.manifest`), plus the rows left out.
 
     Rows are validated as for prediction (targets may be missing): a row with a problem (missing or
-    escaping path, malformed cell, duplicate id, ...) is skipped and its ``FILE: row N: problem`` line
-    returned, so a batch job reports it and goes on. Rows without a media path have nothing to
-    extract. Targets and structure go into each item's metadata, which ``cache:DIR`` reads back.
+    escaping path, malformed cell, duplicate id, ...) is skipped and returned as a
+    :class:`~mmaffect.extraction.pipeline.SkippedRow` (``str()`` gives its ``FILE: row N: problem``
+    line), so a batch job reports it and goes on. Rows without a media path have nothing to extract.
+    Targets and structure go into each item's metadata, which ``cache:DIR`` reads back.
+    ``media_root``: the folder media paths are relative to and must stay inside (default: the
+    manifest's folder).
     """
     from mmaffect.data.manifest import read_manifest
-    from mmaffect.extraction.pipeline import ExtractItem
+    from mmaffect.extraction.pipeline import ExtractItem, SkippedRow
 
-    manifest = read_manifest(argument, columns, encoding, purpose="predict")
+    extra = {}
+    if media_root is not None:
+        root = Path(media_root).expanduser()
+        if not root.is_dir():
+            raise DataError(root, "--media-root must be an existing folder")
+        extra["media_root"] = root.resolve()
+    manifest = read_manifest(argument, columns, encoding, purpose="predict", **extra)
     if manifest.file_problems:
         raise DataError(None, "\n".join(manifest.file_problems))
     items, skipped = [], []
     for row in manifest.rows:
         problems = row.all_problems()
         if problems:
-            skipped += [f"{row.where}: {p}" for p in problems]
+            skipped.append(SkippedRow(id=row.id, row=row.row, path=row.media, reason="; ".join(problems),
+                                      where=row.where))
             continue
         if row.path is None:
             continue
@@ -63,6 +81,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifest", help="CSV/JSONL manifest with a path column (relative to it); see manifest:")
     p.add_argument("--output", required=True, help="cache folder (re-run the same command to resume)")
+    p.add_argument("--media-root", metavar="DIR",
+                   help="folder the manifest's media paths are relative to and must stay inside "
+                        "(default: the manifest's folder)")
     p.add_argument("--fps", type=float, default=2.0, help="video frames sampled per second (default 2)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
     p.add_argument("--egemaps", action="store_true",
@@ -70,32 +91,44 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="manifest column mapping, e.g. path=clip_file,text=transcript,id=utterance_id")
     p.add_argument("--encoding", default="utf-8", help="manifest text encoding (e.g. cp1252, latin-1)")
     p.add_argument("--asr", choices=["auto", "always", "never"], default="auto",
-                   help="auto: transcribe rows without text; always: also rows with text (word times); never")
-    p.add_argument("--asr-model", help="faster-whisper model (default: the packaged Whisper tiny.en)")
+                   help="auto: transcribe rows without text; always: also rows with text (word times); never "
+                        "(audio-only corpora, or speech the ASR model's language does not cover)")
+    p.add_argument("--asr-model", help="faster-whisper model (default: the packaged Whisper tiny.en, English only)")
     p.add_argument("--max-side", type=int, default=640, help="downscale frames to this longest side")
     p.add_argument("--retry-failed", action="store_true", help="re-try items that failed before")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any item failed")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any item failed or any manifest row was skipped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``extract``; returns 0 when the job finished (failed items are in report.csv), 1 with
-    ``--strict`` when some item failed."""
-    from mmaffect.extraction.pipeline import ExtractConfig, extract
+    """Run ``extract``; returns 0 when the job finished (failed items and skipped rows are in
+    report.csv), 1 with ``--strict`` when some item failed or some manifest row was skipped.
 
-    items, skipped = items_from_manifest(args.manifest, args.columns, args.encoding)
+    The output folder is checked first (an existing file, no write permission), before the manifest
+    is read or anything is decoded. The global ``--threads`` sets the threads of each model (face
+    analysis, ASR) in each worker.
+    """
+    from mmaffect.extraction.pipeline import ExtractConfig, asr_plan, extract
+    from mmaffect.io import check_output_dir
+
+    output = check_output_dir(args.output, "cache folder")
+    config = ExtractConfig(fps=args.fps, egemaps=args.egemaps, asr=args.asr, asr_model=args.asr_model,
+                           max_side=args.max_side)
+    items, skipped = items_from_manifest(args.manifest, args.columns, args.encoding,
+                                         media_root=getattr(args, "media_root", None))
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
     if not items:
         raise DataError(args.manifest, "the manifest has no usable media rows")
-    config = ExtractConfig(fps=args.fps, egemaps=args.egemaps, asr=args.asr, asr_model=args.asr_model,
-                           max_side=args.max_side)
-    report = extract(items, Path(args.output), config, workers=args.workers, progress=not args.quiet,
-                     retry_failed=args.retry_failed)
+    if args.quiet:  # otherwise extract() says it in its first line, for the items it will extract
+        print(asr_plan(config, items), file=sys.stderr, flush=True)
+    report = extract(items, output, config, workers=args.workers, progress=not args.quiet,
+                     retry_failed=args.retry_failed, threads=getattr(args, "threads", None) or 1, skipped=skipped)
     print(report.summary())
     for item_id, reason in list(report.failed.items())[:10]:
         print(f"  failed {item_id}: {reason}", file=sys.stderr)
     if report.n_failed > 10:
         print(f"  ... {report.n_failed - 10} more in {report.report_path}", file=sys.stderr)
-    return 1 if args.strict and report.n_failed else 0
+    return 1 if args.strict and (report.n_failed or report.n_skipped) else 0

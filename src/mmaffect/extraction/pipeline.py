@@ -44,6 +44,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import signal
@@ -61,18 +62,22 @@ from pathlib import Path
 
 import numpy as np
 
-from mmaffect.errors import ConfigError, DataError, MediaError
-from mmaffect.io import atomic_write, write_json
+from mmaffect.errors import ConfigError, DataError, MediaError, OutputError
+from mmaffect.features.asr import LOW_CONFIDENCE_LOGPROB
+from mmaffect.io import atomic_write, check_output_dir, write_json
 
-__all__ = ["ExtractItem", "ExtractConfig", "ExtractionReport", "extract", "release_models", "POLICY",
+__all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "ExtractionReport", "extract", "release_models", "POLICY",
            "CACHE_FORMAT", "STORE_DIR", "META_FILE", "REPORT_FILE", "RECORD_KEY", "config_hash", "package_versions",
-           "decode_record"]
+           "decode_record", "asr_plan"]
+
+logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "mmaffect-feature-cache"
 CACHE_FORMAT_VERSION = 1
 STORE_DIR = "store"  # the ArrayStore (LMDB) inside the cache folder
 META_FILE = "meta.json"
 REPORT_FILE = "report.csv"
+REPORT_COLUMNS = ["id", "row", "path", "status", "reason", "warnings", "run", "asr_logprob"]
 LOCK_FILE = ".lock"
 RECORD_KEY = "record"  # the item's JSON record, stored as a uint8 array in the same entry as its arrays
 ASR_SEED = 0
@@ -94,6 +99,12 @@ warning (status=ok, features stored, flagged in the record and in report.csv):
   - silent audio track (flags.silent = true; loudest 25 ms frame below silence_db dBFS)
   - empty transcript (no text given and ASR found no speech, or no audio to transcribe)
   - non-finite values produced by an extractor: set to 0, counted in flags.nonfinite
+  - NaN/Inf samples in the decoded audio (float PCM): set to 0 so the extractors run; the fraction is
+    flags.audio_nonfinite and the audio features of the item are not trustworthy
+  - a low-confidence ASR transcript (mean token log-probability below -1.0, record asr.avg_logprob):
+    often speech in a language the ASR model does not know
+skipped (status=skipped, row in report.csv only, nothing stored): a manifest row that could not be
+  read or used (missing, empty or escaping file, duplicate id, malformed line, ...)
 """
 
 
@@ -123,6 +134,24 @@ class ExtractItem:
 
 
 @dataclass(frozen=True)
+class SkippedRow:
+    """A manifest row that was not extracted (missing/empty/escaping file, duplicate id, bad line, ...).
+
+    It goes into ``report.csv`` with status ``skipped`` so the report accounts for every row, and
+    ``str()`` gives the ``FILE: row N: reason`` line printed while reading the manifest.
+    """
+
+    id: str
+    row: int
+    path: str | None
+    reason: str
+    where: str = ""  # "FILE: row N"
+
+    def __str__(self) -> str:
+        return f"{self.where or f'row {self.row}'}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class ExtractConfig:
     """Every setting that changes the cached arrays. All fields go into ``meta.json``; re-running
     into a cache built with different settings is refused (use another output folder).
@@ -138,6 +167,8 @@ class ExtractConfig:
         asr: ``"auto"`` transcribe only items without text; ``"always"`` also run ASR on items with
             text (for word times; the given text stays the transcript); ``"never"`` no ASR.
         asr_beam_size, asr_language: passed to :class:`~mmaffect.features.asr.SpeechRecognizer`.
+            The default model is English only: on other languages it writes fluent English nonsense
+            (flagged per item by a low ``asr.avg_logprob``); for audio-only corpora use ``asr="never"``.
         lld_hop: hop of the frame-level audio descriptors, seconds.
         silence_db: a track whose loudest 25 ms frame is below this (dBFS) is flagged silent.
         detect_max_side: downscale frames to this longest side for face *detection* only (None: as is).
@@ -261,6 +292,31 @@ def _meta_for(config: ExtractConfig) -> dict:
         "policy": POLICY,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def asr_plan(config: ExtractConfig, items: Sequence[ExtractItem]) -> str:
+    """One line saying which items get ASR and with which model, printed before a job starts, so an
+    English-only model running on another language (or ASR running at all) is never a surprise."""
+    n_text = sum(i.text is not None for i in items)
+    if config.asr == "never":
+        return f"asr: never -- {len(items) - n_text} item(s) without text get an empty transcript"
+    model = "the packaged Whisper tiny.en (English only)" if config.asr_model is None else config.asr_model
+    if config.asr_language:
+        model += f", language {config.asr_language}"
+    todo = len(items) if config.asr == "always" else len(items) - n_text
+    hint = "" if config.asr_model is not None or todo == 0 else \
+        "; speech in another language: pass a multilingual --asr-model, or --asr never for audio-only corpora"
+    return f"asr: {config.asr} -- {todo} of {len(items)} item(s) transcribed with {model}{hint}"
+
+
+def _asr_stats(result) -> dict:
+    """How sure Whisper was of an item's transcript (see :class:`~mmaffect.features.asr.Transcript`)."""
+    def r(v):
+        return None if v is None else round(float(v), 4)
+
+    return {"avg_logprob": r(result.avg_logprob), "no_speech_prob": r(result.no_speech_prob),
+            "compression_ratio": r(result.compression_ratio), "language": result.language,
+            "language_probability": r(result.language_probability), "low_confidence": bool(result.low_confidence)}
 
 
 # ---------------------------------------------------------------------------------------- worker
@@ -406,7 +462,8 @@ class _Extractor:
             "frame_times": np.asarray(media.frame_times, np.float32),
         }
         flags: dict = {"silent": None, "face_rate": None, "mesh_rate": None, "n_frames": 0,
-                       "frame_size": None, "partly_decoded": partly, "nonfinite": {}}
+                       "frame_size": None, "partly_decoded": partly, "nonfinite": {},
+                       "audio_nonfinite": round(float(media.audio_nonfinite), 6)}
         streams = {"audio": media.has_audio, "video": media.has_video}
 
         # -- audio
@@ -421,6 +478,9 @@ class _Extractor:
                 arrays["egemaps"] = egemaps_functionals(media.audio, c.sample_rate)
             timings["audio"] = time.perf_counter() - tick
             flags["silent"] = silent
+            if media.audio_nonfinite:
+                warn.append(f"audio has NaN/Inf samples ({100 * media.audio_nonfinite:.3g} % of them, set to 0): "
+                            "its audio features and transcript are not trustworthy")
             if silent:
                 warn.append(f"silent audio track (no 25 ms frame reaches {c.silence_db:g} dBFS)")
         else:
@@ -438,6 +498,10 @@ class _Extractor:
             timings["asr"] = time.perf_counter() - tick
             words = [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
                       "probability": round(w.probability, 4)} for w in result.words]
+            record["asr"] = _asr_stats(result)
+            if result.low_confidence:
+                warn.append(f"low-confidence ASR transcript (mean log-probability {result.avg_logprob:.2f} < "
+                            f"{LOW_CONFIDENCE_LOGPROB:g}): misheard, or not in a language the ASR model knows")
             if item.text is None:
                 transcript, source = result.text, "asr"
             else:
@@ -592,10 +656,16 @@ def release_models() -> None:
 
 
 # ------------------------------------------------------------------------------------------ report
+# a job whose ASR transcripts average below this log-probability gets a warning in its summary: English
+# IEMOCAP speech averages -0.62 (40 clips), espeak-ng German/French/Spanish/Russian -0.9 to -1.6 with tiny.en
+UNRELIABLE_ASR_MEAN = -0.8
+
+
 @dataclass
 class ExtractionReport:
-    """What a run did. ``rows`` has one dict per item (id, path, status, reason, warnings, run) where
-    ``status`` is ok / failed / pending and ``run`` is extracted / cached / updated / pending."""
+    """What a run did. ``rows`` has one dict per item (id, row, path, status, reason, warnings, run,
+    asr_logprob) where ``status`` is ok / failed / pending / skipped and ``run`` is extracted / cached /
+    updated / pending / skipped; skipped rows are manifest rows that could not be used (not items)."""
 
     output: Path
     rows: list[dict]
@@ -608,7 +678,35 @@ class ExtractionReport:
 
     @property
     def n_items(self) -> int:
-        return len(self.rows)
+        return sum(r["status"] != "skipped" for r in self.rows)
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(r["status"] == "skipped" for r in self.rows)
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """``{"row N (id)": reason}`` of the manifest rows that were not extracted."""
+        return {f"row {r['row']} ({r['id']})": r["reason"] for r in self.rows if r["status"] == "skipped"}
+
+    @property
+    def asr_logprobs(self) -> list[float]:
+        """Mean token log-probability of each ASR transcript in the cache for these items."""
+        return [r["asr_logprob"] for r in self.rows if r.get("asr_logprob") is not None]
+
+    def asr_summary(self) -> str | None:
+        """How many items were transcribed and how confidently; a warning when the job's transcripts
+        look unreliable as a whole (the usual cause: the ASR model does not know the language)."""
+        lps = self.asr_logprobs
+        if not lps:
+            return None
+        mean = sum(lps) / len(lps)
+        low = sum(lp < LOW_CONFIDENCE_LOGPROB for lp in lps)
+        text = f"asr: {len(lps)} transcribed, mean log-probability {mean:.2f}, {low} low-confidence"
+        if mean < UNRELIABLE_ASR_MEAN:
+            text += (f" -- WARNING: the transcripts look unreliable (mean below {UNRELIABLE_ASR_MEAN:g}); if the "
+                     "speech is not English, use a multilingual --asr-model, or --asr never for an audio-only corpus")
+        return text
 
     @property
     def n_failed(self) -> int:
@@ -629,18 +727,21 @@ class ExtractionReport:
     def summary(self) -> str:
         warned = sum(bool(r["warnings"]) for r in self.rows)
         rtf = f", RTF {self.seconds / self.media_seconds:.3f}" if self.media_seconds > 0 else ""
+        skipped = f", {self.n_skipped} manifest row(s) skipped" if self.n_skipped else ""
+        asr = self.asr_summary()
         return (f"{self.n_items} items: {self.n_extracted} extracted, {self.n_cached} already cached; "
-                f"{self.n_ok} ok ({warned} with warnings), {self.n_failed} failed; {self.seconds:.1f} s"
-                f"{rtf}; report: {self.report_path}")
+                f"{self.n_ok} ok ({warned} with warnings), {self.n_failed} failed{skipped}; {self.seconds:.1f} s"
+                f"{rtf}{f'; {asr}' if asr else ''}; report: {self.report_path}")
 
 
 def _write_report(path: Path, rows: list[dict]) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["id", "path", "status", "reason", "warnings", "run"])
+            writer = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS)
             writer.writeheader()
             for row in rows:
-                writer.writerow({**row, "reason": row["reason"] or "", "warnings": "; ".join(row["warnings"])})
+                writer.writerow({**{k: "" if v is None else v for k, v in row.items()},
+                                 "warnings": "; ".join(row["warnings"])})
 
     atomic_write(path, write)
 
@@ -722,11 +823,17 @@ def _validate_items(items: Sequence[ExtractItem]) -> None:
 
 
 def _row(item: ExtractItem, record: dict | None, run: str) -> dict:
-    if record is None:
-        return {"id": item.id, "path": str(item.path), "status": "pending", "reason": None, "warnings": [],
-                "run": run}
-    return {"id": item.id, "path": str(item.path), "status": record["status"], "reason": record.get("reason"),
-            "warnings": list(record.get("warnings") or []), "run": run}
+    row = {"id": item.id, "row": item.meta.get("row"), "path": str(item.path), "status": "pending", "reason": None,
+           "warnings": [], "run": run, "asr_logprob": None}
+    if record is not None:
+        row.update(status=record["status"], reason=record.get("reason"), warnings=list(record.get("warnings") or []),
+                   asr_logprob=(record.get("asr") or {}).get("avg_logprob"))
+    return row
+
+
+def _skipped_row(skip: SkippedRow) -> dict:
+    return {"id": skip.id, "row": skip.row, "path": skip.path, "status": "skipped", "reason": skip.reason,
+            "warnings": [], "run": "skipped", "asr_logprob": None}
 
 
 def _plan(items: Sequence[ExtractItem], store, config: ExtractConfig, retry_failed: bool):
@@ -797,6 +904,7 @@ def extract(
     threads: int = 1,
     pin_workers: bool = True,
     on_result: Callable[[str, dict], None] | None = None,
+    skipped: Sequence[SkippedRow] = (),
 ) -> ExtractionReport:
     """Extract features of ``items`` into the cache folder ``output``; resumable and parallel.
 
@@ -813,9 +921,15 @@ def extract(
         pin_workers: with at least as many workers as cores, pin each worker to one core, so
             FFmpeg's and mediapipe's thread pools do not oversubscribe the machine.
         on_result: called as ``on_result(id, record)`` after each item is committed.
+        skipped: manifest rows left out before extraction; listed in the report (status ``skipped``)
+            so ``report.csv`` accounts for every row of the manifest.
 
     Returns:
         An :class:`ExtractionReport`; ``report.csv`` in ``output`` holds the same rows.
+
+    Raises:
+        OutputError: ``output`` cannot be a cache folder (a file, no write permission), checked before
+            any work; or the store cannot be written (disk full), naming it.
     """
     from mmaffect.store import ArrayStore
 
@@ -824,8 +938,11 @@ def extract(
     _validate_items(items)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = check_output_dir(Path(output), "cache folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(output, f"cannot create the cache folder ({exc.strerror or exc})") from exc
     report = ExtractionReport(output=output, rows=[], workers=workers)
     with _JobLock(output):
         _prepare_output(output, config)
@@ -842,7 +959,7 @@ def extract(
                 from tqdm import tqdm
 
                 print(f"extract: {len(items)} items, {len(cached)} already cached, {len(todo)} to extract "
-                      f"with {workers} worker(s) into {output}", file=sys.stderr, flush=True)
+                      f"with {workers} worker(s) into {output}; {asr_plan(config, todo)}", file=sys.stderr, flush=True)
                 if todo:
                     bar = tqdm(total=len(todo), desc="extract", unit="item", file=sys.stderr, dynamic_ncols=True)
 
@@ -863,6 +980,13 @@ def extract(
                 if on_result is not None:
                     on_result(result.id, result.record)
 
+            def finish() -> None:
+                if bar is not None:
+                    bar.close()
+                report.rows = [rows[i.id] for i in items] + [_skipped_row(s) for s in skipped]
+                report.seconds = time.perf_counter() - started
+                _write_report(output / REPORT_FILE, report.rows)
+
             try:
                 if todo:
                     if workers == 1:
@@ -871,12 +995,13 @@ def extract(
                             commit(ext.process(item))
                     else:
                         _run_pool(todo, config, workers, threads, commit, pin=pin_workers)
-            finally:
-                if bar is not None:
-                    bar.close()
-                report.rows = [rows[i.id] for i in items]
-                report.seconds = time.perf_counter() - started
-                _write_report(output / REPORT_FILE, report.rows)
+            except BaseException:
+                try:  # keep the report of what was committed; the error that stopped the job comes first
+                    finish()
+                except OutputError as exc:
+                    logger.warning("%s", exc)
+                raise
+            finish()
     if progress:
         print(f"extract: {report.summary()}", file=sys.stderr, flush=True)
     return report

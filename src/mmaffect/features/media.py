@@ -56,6 +56,9 @@ class Media:
     frames: np.ndarray | None  # uint8 RGB (T, H, W, 3), sampled at fps
     frame_times: np.ndarray  # float32 (T,), seconds from `start`, strictly increasing
     start: float = 0.0  # where the window begins in the file (seconds)
+    # fraction of decoded audio samples that were NaN/Inf (float PCM can hold them); they are set to 0
+    # in ``audio`` so the extractors run, and this says the features of that audio are not trustworthy
+    audio_nonfinite: float = 0.0
 
     @property
     def has_audio(self) -> bool:
@@ -172,6 +175,7 @@ class _AudioCollector:
         self.t_first: float | None = None  # time of the first kept input frame
         self.done = False
         self.errors_in_a_row = 0
+        self.nonfinite = 0.0  # fraction of the returned samples that were NaN/Inf before repair
 
     def _append(self, resampled: list) -> None:
         for r in resampled:
@@ -213,6 +217,10 @@ class _AudioCollector:
             y = y[: max(0, round((stop - self.t0) * self.sample_rate))]
         if not y.size:
             return None
+        bad = y.size - int(np.count_nonzero(np.isfinite(y)))
+        if not bad:
+            return np.ascontiguousarray(y)
+        self.nonfinite = bad / y.size
         return np.ascontiguousarray(np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0))
 
 
@@ -364,4 +372,5 @@ def _decode_open(
         frames=video,
         frame_times=frame_times,
         start=t0,
+        audio_nonfinite=audio_sink.nonfinite if audio is not None else 0.0,
     )
