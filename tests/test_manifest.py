@@ -801,7 +801,8 @@ def test_context_column_is_announced_as_unused(tmp_path, fake_text, caplog):
         data = load_manifest(str(write_csv(tmp_path / "c.csv", recs)))
     assert data.context[3] == [{"text": "before 3", "speaker": None}]
     assert caplog.messages == [f"manifest:{tmp_path / 'c.csv'}: the context column is read (data.context) but no "
-                               "model uses it yet: results are the same with and without it"]
+                               "model uses it yet: results are the same with and without it (dialogue models read "
+                               "dialogue_id and utt_index instead)"]
     caplog.clear()
     with caplog.at_level("WARNING", logger="mmaffect.data.manifest"):
         load_manifest(str(tmp_path / "c.csv"), columns={"context": ""})
@@ -838,7 +839,7 @@ def test_train_prints_the_carve_and_context_lines_on_stderr(tmp_path, media_dir)
     assert lines == [f"manifest:{path}: no valid rows: valid = 2 of 9 train rows, about 10% of train, stratified by "
                      "label, seed 0; test rows untouched",
                      f"manifest:{path}: the context column is read (data.context) but no model uses it yet: results "
-                     "are the same with and without it",
+                     "are the same with and without it (dialogue models read dialogue_id and utt_index instead)",
                      f"error: {path}: 12 media rows need extracted features: run `mmaffect extract {path} --output "
                      "DIR` and pass --features DIR (or switch the path column off with --columns path= to use the "
                      "text only)"]
