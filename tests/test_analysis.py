@@ -126,6 +126,38 @@ def test_predict_keeps_rows_whose_extraction_failed(model_dir, clips_root, tmp_p
     assert {"relevance_t", "relevance_a", "relevance_v"} <= set(pred.columns)
 
 
+def test_predict_a_cache_matches_the_training_predictions(model_dir, clips_root, tmp_path, capsys):
+    """A registered-prefix dataset (cache:DIR) through `predict` gives the training run's predictions.csv rows
+    back: the same columns (relevance too) and values."""
+    fold = model_dir / "seed0_fold0"
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(fold / "model.safetensors"), "--dataset",
+                 f"cache:{clips_root / 'cache'}", "--output", str(out)]) == 0
+    predicted = pd.read_csv(out, keep_default_na=False).set_index("id")
+    training = pd.read_csv(fold / "predictions.csv", keep_default_na=False)
+    # the cache has no split column (no `split`); training names each row's role in the run (valid/test)
+    assert predicted.reset_index().columns.tolist() == [c for c in training.columns if c != "split"]
+    assert "relevance_v" in training.columns
+    same = predicted.loc[training.id].reset_index()
+    for column in predicted.columns:
+        if column.startswith(("prob_", "relevance_")):
+            assert (same[column].astype(float) - training[column].astype(float)).abs().max() < 1e-5, column
+        else:
+            assert same[column].tolist() == training[column].tolist(), column
+
+
+def test_predict_one_media_file(model_dir, data_dir):
+    import mmaffect
+
+    predictor = mmaffect.load(model_dir)
+    result = predictor.predict(text="It was at the slot machines.",
+                               media=data_dir / "iemocap_clips" / "Ses01F_impro03_F005.mp4")
+    assert result["label"] in predictor.classes and sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert set(result["relevance"]) == {"t", "a", "v"}
+    with pytest.raises(DataError, match="broken.mp4"):
+        predictor.predict(media=model_dir.parent / "clips" / "broken.mp4", text="x")
+
+
 def test_nonfinite_audio_is_a_warning(model_dir, tmp_path):
     import numpy as np
     import soundfile as sf
