@@ -1,6 +1,7 @@
 """Extraction speed on the 40 real IEMOCAP clips: per-stage throughput and real-time factor (RTF).
 
-    python benchmarks/extraction_speed.py --output benchmarks/results/extraction_speed.json
+    python benchmarks/extraction_speed.py                # writes benchmarks/results/extraction_speed.json
+    python benchmarks/extraction_speed.py --limit 4 --workers 1 --output /tmp/quick.json   # a quick check
 
 RTF = processing seconds / media seconds (lower is faster; the issue's target for the whole
 pipeline is <= 0.5 on 2 cores). For each worker count (1 and 2) the script runs the whole pipeline
@@ -38,6 +39,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 TARGET_RTF = 0.5
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "extraction_speed.json"
 
 
 def _items():
@@ -49,7 +51,7 @@ def _items():
         sys.exit(f"{manifest} not found: set MMAFFECT_DATA to the folder holding iemocap_clips/")
     items, skipped = items_from_manifest(str(manifest), "path=clip_file,text=transcript,id=utterance_id")
     if skipped:
-        sys.exit("\n".join(skipped))
+        sys.exit("\n".join(map(str, skipped)))
     return items
 
 
@@ -102,13 +104,20 @@ def _text_embedding(texts: list[str], media_seconds: float, threads: int) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True, help="JSON results file")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT),
+                        help="JSON results file (default: benchmarks/results/extraction_speed.json)")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--limit", type=int, help="only the first N clips (quick check)")
     args = parser.parse_args(argv)
 
     from mmaffect.extraction.pipeline import ExtractConfig, package_versions
-    from mmaffect.io import write_json
+    from mmaffect.errors import OutputError
+    from mmaffect.io import check_output_file, write_json
+
+    try:
+        check_output_file(args.output, "results file")  # before minutes of extraction, not after
+    except OutputError as exc:
+        sys.exit(f"error: {exc}")
 
     items = _items()[: args.limit]
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -376,9 +376,13 @@ def test_cache_prefix_loads_a_dataset_a_model_can_use(job):
     data = load_dataset(f"cache:{out}", sequences=True)
     n_ok = sum(s == "ok" for s, _ in EXPECTED.values())
     assert len(data) == n_ok and set(data.modalities) == {"t", "a", "v"}
-    assert data.class_names == sorted(data.class_names) and data.label is not None
+    meta = {i.id: i.meta for i in job[1]}  # what each item was given: read back, row by row
+    assert data.class_names == sorted({meta[i]["label"] for i in data.ids})
+    assert [data.class_names[k] for k in data.label.tolist()] == [meta[i]["label"] for i in data.ids]
     assert data.group is not None and (data.group == data.speaker).all()
-    assert set(data.split) <= {"train", "test"} and data.score is not None
+    assert data.split.tolist() == [meta[i]["split"] for i in data.ids]
+    assert data.score.tolist() == pytest.approx([meta[i]["score"] for i in data.ids])
+    assert data.speaker.tolist() == [meta[i]["speaker"] for i in data.ids]
     assert data.meta["features"]["extraction"]["config"]["fps"] == 2.0
     batch = data.batch(torch.arange(len(data)))
     for m in ("t", "a", "v"):
