@@ -214,3 +214,18 @@ def test_library_layering():
             bad |= {n for n in _imports(path) if n.startswith("mmaffect.extraction")}
         offenders += [f"{rel}: {n}" for n in sorted(bad)]
     assert offenders == []
+
+
+def test_media_needs_a_model_trained_on_extracted_features(trained):
+    """A model whose audio came from a corpus's own feature files cannot be given media files: refused
+    before any extraction, naming where its features came from."""
+    from mmaffect.inference import LoadedModel
+    from mmaffect.predictor import Predictor
+    from mmaffect.recipe import FeatureRecipe
+
+    _, out = trained
+    loaded = mmaffect.load(out / "seed0").models[0]
+    meta = {**loaded.meta, "recipe": FeatureRecipe(dataset="mosi-bclstm", modalities=("t", "a")).to_dict()}
+    predictor = Predictor([LoadedModel(loaded.model, loaded.task, None, meta)], "old.safetensors")
+    with pytest.raises(DataError, match="old.safetensors: its audio/visual inputs come from mosi-bclstm"):
+        predictor.predict(text="good", media="clip.mp4")

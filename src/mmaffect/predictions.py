@@ -13,7 +13,7 @@ One row per input row, in input order. Columns, in this order (a group appears w
 
 Rows that were not predicted have empty predictions (NaN probabilities). Keeping a single builder
 means a training run's ``predictions.csv`` and ``mmaffect predict`` on the same rows agree column for
-column, value for value (tests/test_predict_api.py checks this).
+column, value for value (tests/test_api.py and tests/test_analysis.py check this).
 """
 
 from __future__ import annotations

@@ -194,6 +194,10 @@ class Predictor:
         Returns ``(data or None if nothing was extracted, {id: why it failed}, {id: cache record})``."""
         from mmaffect.extraction import ExtractItem, FeatureCache, cache_modalities, extract
 
+        if self.recipe.media and not self.recipe.extraction:
+            raise DataError(self.source, f"its audio/visual inputs come from {self.recipe.dataset}, not from "
+                                         "`mmaffect extract`: it cannot read media files (train on a cache: or "
+                                         "manifest: dataset with --features to get such a model)")
         config = self.recipe.extract_config(**(extract_overrides or {}))
         extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
@@ -280,6 +284,10 @@ class Predictor:
                         f"{','.join(f'{k}={v}' for k, v in trained_columns.items())}; map this file's with --columns)")
             raise ManifestError(manifest.source, manifest.file_problems, note)
         need_media = self.recipe.media
+        if need_media and self.sequences and self.recipe.step_fps is not None:
+            raise ConfigError(f"the checkpoint reads sequences of 1/{self.recipe.step_fps:g} s steps "
+                              f"({self.recipe.dataset} with fps={self.recipe.step_fps:g}); manifest: features have one "
+                              "step per video frame: predict on a cache: dataset instead")
         for r in manifest.rows:
             if r.ok and not need_media and not r.text.strip():
                 r.problems.append("no text, and this model reads text only")
