@@ -73,7 +73,7 @@ def test_help_is_written_for_people(command, capsys):
     (["benchmark", "train-speed", "--batch-sizes", "64,x"], "--batch-sizes takes positive integers"),
     (["benchmark", "train-speed", "--thread-counts", "0"], "--thread-counts takes positive integers"),
 ])
-def test_bad_options_are_one_line_errors(argv, message, tmp_path, capsys, data_dir):
+def test_bad_options_are_one_line_errors(argv, message, tmp_path, capsys):
     command, rest = argv[:1], argv[1:]
     if command == ["train"]:
         argv = ["train", "--dataset", "mosi-bclstm", "--model", "ef-mlp", "--output", str(tmp_path / "o"), *rest]
