@@ -203,3 +203,14 @@ def test_binary_training_reports_weighted_f1(tmp_path, capsys):
     header, table = printed.splitlines()[0], printed.splitlines()[1:]
     assert "modalities t;" in header and "± over 2 seeds [0, 1]" in header
     assert any(line.startswith("f1_weighted") for line in table)
+
+
+def test_cross_validated_spread_is_over_folds_and_seeds(tmp_path, capsys):
+    manifest = _manifest(tmp_path / "m.csv")
+    out = tmp_path / "cv"
+    assert main(["train", "--dataset", f"manifest:{manifest}", "--model", "text-mlp", "--cv", "3", "--group-by",
+                 "none", "--seeds", "2", "--epochs", "1", "--output", str(out), "--quiet"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "± over 3 folds x 2 seeds [0, 1] (6 runs; sample std)" in header
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["test"]["acc"]["per_run"]) == 6 and results["folds"] == [0, 1, 2]
