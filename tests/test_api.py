@@ -229,3 +229,19 @@ def test_media_needs_a_model_trained_on_extracted_features(trained):
     predictor = Predictor([LoadedModel(loaded.model, loaded.task, None, meta)], "old.safetensors")
     with pytest.raises(DataError, match="old.safetensors: its audio/visual inputs come from mosi-bclstm"):
         predictor.predict(text="good", media="clip.mp4")
+
+
+def test_training_recipe_records_extraction_and_reader_options():
+    from mmaffect.data.dataset import AffectDataset
+    from mmaffect.recipe import FeatureRecipe, training_recipe
+
+    meta = {"features": {"extraction": {"config": {"fps": 1.0, "sample_rate": 16000}, "config_hash": "abc"},
+                         "visual_vector": {"names": ["face_rate", "speaker_sync"]}}}
+    data = AffectDataset(name="c", ids=np.array(["a", "b"]), modalities={"v": Modality(torch.zeros(2, 2))}, meta=meta)
+    recipe = training_recipe("cache:/c", {"fps": 5}, data, sequences=True)
+    assert recipe.step_fps == 5.0 and recipe.sequences and recipe.media and recipe.extraction_hash == "abc"
+    assert recipe.extraction == {"fps": 1.0, "sample_rate": 16000} and recipe.visual_names == ("face_rate",
+                                                                                               "speaker_sync")
+    old = {"dataset": "cache:/c", "modalities": ["v"], "features": meta}  # a checkpoint from before the recipe
+    assert FeatureRecipe.from_checkpoint(old).extraction == recipe.extraction
+    assert json.loads(json.dumps(recipe.to_dict())) == recipe.to_dict()
