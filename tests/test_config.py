@@ -13,9 +13,13 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_shipped_configs_load():
-    for path in CONFIGS.glob("*.yaml"):
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert {"iemocap6-text_text-mlp.yaml", "mosi-bclstm_tfn.yaml"} <= {p.name for p in paths}
+    for path in paths:
         config = load_config(path)
-        assert config.dataset and config.model and config.seeds
+        assert f"{config.dataset}_{config.model}.yaml" == path.name  # each file is named after what it trains
+        assert config.seeds == [0, 1, 2]
+        assert f"--config configs/{path.name}" in path.read_text()  # its header shows how to run it
 
 
 def test_precedence(tmp_path):
