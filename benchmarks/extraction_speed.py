@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N clips (quick check)")
     args = parser.parse_args(argv)
 
-    from mmaffect.extraction.pipeline import ExtractConfig, package_versions
     from mmaffect.errors import OutputError
+    from mmaffect.extraction.pipeline import ExtractConfig, package_versions
     from mmaffect.io import check_output_file, write_json
 
     try:

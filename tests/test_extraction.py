@@ -32,9 +32,10 @@ except ModuleNotFoundError:  # tests/ imported as a package
 import torch  # noqa: E402
 
 from mmaffect.commands.extract import add_parser, items_from_manifest, run  # noqa: E402
+from mmaffect.data.cache import load_cache  # noqa: E402
 from mmaffect.data.manifest import read_manifest  # noqa: E402
 from mmaffect.errors import ConfigError, DataError, OutputError  # noqa: E402
-from mmaffect.extraction.cache import FeatureCache, cache_modalities, load_cache  # noqa: E402
+from mmaffect.extraction.cache import FeatureCache, cache_modalities  # noqa: E402
 from mmaffect.extraction.pipeline import ExtractConfig, ExtractItem, _JobLock, extract  # noqa: E402
 from mmaffect.extraction.summaries import GEOMETRY_NAMES, VISUAL_STEP_NAMES, face_geometry  # noqa: E402
 
@@ -307,15 +308,16 @@ def test_killed_midway_resumes_to_the_same_cache(media, tmp_path):
 _CRASH_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import mmaffect.extraction.pipeline as P
+    import mmaffect.extraction.stages as S
 
-    _process = P._Extractor.process
+    _process = S._Extractor.process
 
     def process(self, item):  # runs in the spawned workers too: they re-import this script
         if item.id == "boom":
             os.kill(os.getpid(), signal.SIGSEGV)  # a native crash while extracting this item
         return _process(self, item)
 
-    P._Extractor.process = process
+    S._Extractor.process = process
 
     if __name__ == "__main__":
         items = [P.ExtractItem(n, sys.argv[1], text="x") for n in ("a", "boom", "b", "c")]
@@ -587,8 +589,9 @@ def test_full_disk_is_a_one_line_error_naming_the_store(media, tmp_path):
 
 def test_threads_reach_the_models(tmp_path, monkeypatch):
     import mmaffect.extraction.pipeline as pipeline
+    from mmaffect.extraction.stages import _Extractor
 
-    ext = pipeline._Extractor(ExtractConfig(), threads=2)
+    ext = _Extractor(ExtractConfig(), threads=2)
     assert ext.asr().threads == 2  # the Whisper model's cpu_threads
     seen = {}
 

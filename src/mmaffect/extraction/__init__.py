@@ -11,18 +11,20 @@ Cache folder layout (one folder per extraction config; a different config is ref
       .lock         flock held by the running job (a second job on the same folder is refused)
 
 Modules: :mod:`~mmaffect.extraction.pipeline` (:func:`extract`), :mod:`~mmaffect.extraction.cache`
-(:class:`FeatureCache`, :func:`cache_modalities`, the ``cache:DIR`` dataset reader) and
-:mod:`~mmaffect.extraction.summaries` (geometric face descriptor, utterance/step summaries).
-Names are imported lazily, so spawned workers never import torch through this package.
+(:class:`FeatureCache`, :func:`cache_modalities`) and :mod:`~mmaffect.extraction.summaries`
+(geometric face descriptor, utterance/step summaries). The ``cache:DIR`` dataset reader
+(:func:`load_cache`) is :mod:`mmaffect.data.cache`. Names are imported lazily, so spawned workers
+never import torch through this package.
 """
 
 from __future__ import annotations
 
 _EXPORTS = {
     "ExtractItem": "pipeline", "ExtractConfig": "pipeline", "ExtractionReport": "pipeline", "extract": "pipeline",
-    "POLICY": "pipeline", "release_models": "pipeline",
-    "FeatureCache": "cache", "cache_modalities": "cache", "load_cache": "cache", "manifest_modalities": "cache",
+    "POLICY": "pipeline", "release_models": "pipeline", "SkippedRow": "pipeline",
+    "FeatureCache": "cache", "cache_modalities": "cache", "manifest_modalities": "cache",
     "GEOMETRY_NAMES": "summaries", "face_geometry": "summaries",
+    "load_cache": "mmaffect.data.cache",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -31,5 +33,6 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(f"mmaffect.extraction.{_EXPORTS[name]}"), name)
+        module = _EXPORTS[name]
+        return getattr(importlib.import_module(module if "." in module else f"mmaffect.extraction.{module}"), name)
     raise AttributeError(f"module 'mmaffect.extraction' has no attribute {name!r}")

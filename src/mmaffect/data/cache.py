@@ -1,0 +1,127 @@
+"""``cache:DIR`` -- a feature cache written by ``mmaffect extract`` as an :class:`AffectDataset`.
+
+The transcripts are embedded with MiniLM (text), audio and visual features come from
+:func:`mmaffect.extraction.cache.cache_modalities`, and the labels/speakers/splits from each item's
+``meta``. This reader sits with the other readers so that :mod:`mmaffect.data.registry` imports only
+:mod:`mmaffect.data` modules; :mod:`mmaffect.extraction` is imported when a ``cache:`` dataset is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmaffect.data.dataset import AffectDataset
+from mmaffect.data.registry import register_prefix
+from mmaffect.errors import ConfigError, DataError
+
+__all__ = ["load_cache"]
+
+_OPTIONS = {"label": "label", "score": "score", "split": "split", "fold": "fold", "speaker": "speaker",
+            "dialogue_id": "dialogue_id", "utt_index": "utt_index", "fps": None}
+
+
+def _column(records: list[dict], key: str | None) -> list | None:
+    """The meta values under ``key`` for all records, None if no record has it; missing in some = error."""
+    if not key:
+        return None
+    values = [(r.get("meta") or {}).get(key) for r in records]
+    present = [v is not None and v != "" for v in values]
+    if not any(present):
+        return None
+    if not all(present):
+        lacking = [r["id"] for r, p in zip(records, present, strict=True) if not p]
+        raise DataError(None, f"{len(lacking)} items have no {key!r} in their metadata: {', '.join(lacking[:10])}")
+    return values
+
+
+def _as_ints(values: list, key: str, path: Path) -> np.ndarray:
+    try:
+        return np.asarray([int(float(v)) for v in values], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"{key!r} values must be integers ({exc})") from exc
+
+
+def _ints_or_str(values: list) -> np.ndarray:
+    """Folds as integers when every value is one (``1``, ``"2"``, ``3.0``), else as strings."""
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return np.asarray([str(v) for v in values], dtype=str)
+    if all(f.is_integer() for f in floats):
+        return np.asarray([int(f) for f in floats], dtype=np.int64)
+    return np.asarray([str(v) for v in values], dtype=str)
+
+
+@register_prefix("cache", description="feature cache folder written by `mmaffect extract` (text: transcripts "
+                                      "via MiniLM; audio: LLD functionals; video: FER + face geometry)")
+def load_cache(argument: str, sequences: bool = False, **options) -> AffectDataset:
+    """Load ``cache:DIR`` as an :class:`AffectDataset` (failed items are skipped, with a one-line note).
+
+    Options name the meta keys to read (defaults in brackets): ``label`` [label] (class names, sorted
+    alphabetically), ``score`` [score] (float), ``split`` [split], ``fold`` [fold], ``speaker``
+    [speaker] (also the ``group``), ``dialogue_id`` [dialogue_id], ``utt_index`` [utt_index]; pass
+    ``None`` to ignore one. ``fps``: the sequence step rate (see :func:`cache_modalities`).
+    """
+    from mmaffect.data.text_features import text_modality
+    from mmaffect.extraction.cache import FeatureCache, cache_modalities
+
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"cache: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
+    opts = {**_OPTIONS, **options}
+    path = Path(argument).expanduser()
+    with FeatureCache(path) as cache:
+        records = cache.records()
+        ok = [r for r in records.values() if r["status"] == "ok"]
+        failed = [r for r in records.values() if r["status"] != "ok"]
+        if failed:
+            shown = "; ".join(f"{r['id']} ({r.get('reason')})" for r in failed[:3])
+            print(f"cache:{path}: skipped {len(failed)} failed item(s): {shown}" + (" ..." if len(failed) > 3 else ""),
+                  flush=True)
+        if not ok:
+            raise DataError(path, "no successfully extracted items in this cache")
+        ids = [r["id"] for r in ok]
+        modalities, recipe = cache_modalities(cache, ids, sequences, fps=opts["fps"])
+    text, text_recipe = text_modality([r.get("transcript") or "" for r in ok], sequences)
+
+    labels = _column(ok, opts["label"])
+    class_names = label = None
+    if labels is not None:
+        class_names = sorted({str(v) for v in labels})
+        lookup = {c: i for i, c in enumerate(class_names)}
+        label = torch.tensor([lookup[str(v)] for v in labels], dtype=torch.long)
+    scores = _column(ok, opts["score"])
+    score = None
+    if scores is not None:
+        try:
+            score = torch.tensor([float(v) for v in scores], dtype=torch.float32)
+        except (TypeError, ValueError) as exc:
+            raise DataError(path, f"{opts['score']!r} values must be numbers ({exc})") from exc
+        if not torch.isfinite(score).all():
+            raise DataError(path, f"{opts['score']!r} values hold NaN/inf")
+    split = _column(ok, opts["split"])
+    fold = _column(ok, opts["fold"])
+    speaker = _column(ok, opts["speaker"])
+    dialogue = _column(ok, opts["dialogue_id"])
+    utt_index = _column(ok, opts["utt_index"])
+    default_task = "classification" if label is not None else "regression" if score is not None else "classification"
+    return AffectDataset(
+        name=f"cache:{path.name}",
+        ids=np.asarray(ids, dtype=str),
+        modalities={"t": text, **modalities},
+        score=score,
+        label=label,
+        class_names=class_names,
+        split=None if split is None else np.asarray([str(v) for v in split], dtype=str),
+        fold=None if fold is None else _ints_or_str(fold),
+        dialogue_id=None if dialogue is None else np.asarray([str(v) for v in dialogue], dtype=str),
+        speaker=None if speaker is None else np.asarray([str(v) for v in speaker], dtype=str),
+        utt_index=None if utt_index is None else _as_ints(utt_index, opts["utt_index"], path),
+        group=None if speaker is None else np.asarray([str(v) for v in speaker], dtype=str),
+        default_task=default_task,
+        meta={**text_recipe, "features": recipe, "source": str(path), "format": "mmaffect feature cache",
+              "skipped": {r["id"]: r.get("reason") for r in failed}},
+    )

