@@ -254,9 +254,10 @@ class Predictor:
         if dataset.startswith("cache:") and self.recipe.step_fps is not None:
             options["fps"] = self.recipe.step_fps  # the sequence steps the model was trained on
         data = load_dataset(dataset, sequences=self.sequences, **options)
-        media = (data.meta.get("features") or {}).get("extraction") or {}
-        if media.get("config"):
-            self.recipe.check_extraction(media["config"], dataset)
+        media = data.meta.get("features")  # a dict for cache: datasets, a description for corpus readers
+        config = ((media.get("extraction") or {}).get("config") if isinstance(media, dict) else None)
+        if config:
+            self.recipe.check_extraction(config, dataset)
         self.recipe.check_text_encoder(data.meta.get("text_encoder"), dataset)
         rows = [_Row(str(i), None if data.split is None else str(data.split[k])) for k, i in enumerate(data.ids)]
         targets = {}
@@ -274,7 +275,8 @@ class Predictor:
         from mmaffect.data.manifest import ManifestError, build_dataset, read_manifest
 
         argument = dataset.partition(":")[2]
-        trained = self.meta.get("features", {}) or {}
+        trained = self.meta.get("features")
+        trained = trained if isinstance(trained, dict) else {}
         trained_columns = trained.get("columns") if str(trained.get("source", "")).startswith("manifest:") else None
         manifest = read_manifest(argument, columns, encoding, None, purpose="predict", default_columns=trained_columns)
         if manifest.file_problems:

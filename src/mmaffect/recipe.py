@@ -73,7 +73,8 @@ class FeatureRecipe:
         """The recipe saved in a checkpoint's metadata, or one rebuilt from an older checkpoint's."""
         if "recipe" in meta:
             return cls.from_dict(meta["recipe"])
-        features = meta.get("features") or {}
+        features = meta.get("features")
+        features = features if isinstance(features, dict) else {}
         return _from_meta(meta.get("dataset", ""), {}, list(meta.get("modalities", [])), False, features)
 
     @property
@@ -119,7 +120,8 @@ def cache_settings(folder: str | Path) -> tuple[dict, str | None]:
 
 def _from_meta(dataset: str, dataset_args: dict, modalities: list[str], sequences: bool,
                features: dict) -> FeatureRecipe:
-    cached = features.get("features") or {}  # the media recipe of cache: datasets
+    cached = features.get("features")  # the media recipe of cache: datasets; other readers describe theirs
+    cached = cached if isinstance(cached, dict) else {}
     extraction = cached.get("extraction") or {}
     config, config_hash = extraction.get("config"), extraction.get("config_hash")
     if config is None and dataset_args.get("features") and any(m in ("a", "v") for m in modalities):
