@@ -617,14 +617,17 @@ def test_asr_plan_and_summary_say_what_asr_does():
     assert asr_plan(ExtractConfig(asr="never"), items).startswith("asr: never")
     assert "2 of 2" in asr_plan(ExtractConfig(asr="always", asr_model="/models/large-v3"), items)
 
-    def report(logprobs):
-        return ExtractionReport(output=Path("c"), rows=[{"id": str(i), "row": None, "path": "p", "status": "ok",
-                                                         "reason": None, "warnings": [], "run": "extracted",
-                                                         "asr_logprob": lp} for i, lp in enumerate(logprobs)])
+    def report(*asr):
+        return ExtractionReport(output=Path("c"), rows=[
+            {"id": str(i), "row": None, "path": "p", "status": "ok", "reason": None, "warnings": [], "run": "extracted",
+             "asr_logprob": lp, "asr_no_speech": ns} for i, (lp, ns) in enumerate(asr)])
 
-    english, other = report([-0.4, -0.6, None]).summary(), report([-1.3, -0.9, -1.6]).summary()
-    assert "asr: 2 transcribed, mean log-probability -0.50, 0 low-confidence" in english and "WARNING" not in english
-    assert "2 low-confidence -- WARNING: the transcripts look unreliable" in other and "--asr never" in other
+    english = report((-0.4, 0.1), (-0.6, 0.2), (None, None)).summary()
+    assert "asr: 2 transcribed, mean log-probability -0.50, mean no-speech probability 0.15, 0 low-confidence" \
+        in english and "WARNING" not in english
+    for other in (report((-1.3, 0.1), (-0.9, 0.1), (-1.6, 0.1)), report((-0.5, 0.4), (-0.5, 0.35))):
+        summary = other.summary()
+        assert "WARNING: the transcripts look unreliable" in summary and "--asr never" in summary
 
 
 _READER_TAKES_MEDIA_ROOT = "media_root" in inspect.signature(read_manifest).parameters

@@ -74,15 +74,22 @@ from mmaffect.extraction.config import (
     config_hash,
     package_versions,
 )
-from mmaffect.extraction.report import UNRELIABLE_ASR_MEAN, ExtractionReport, _row, _skipped_row, _write_report
+from mmaffect.extraction.report import (
+    UNRELIABLE_ASR_MEAN,
+    UNRELIABLE_NO_SPEECH_MEAN,
+    ExtractionReport,
+    _row,
+    _skipped_row,
+    _write_report,
+)
 from mmaffect.extraction.stages import _encode_record, _item_key, _Result, _sha256, decode_record
 from mmaffect.extraction.workers import _local_extractor, _run_pool, release_models
 from mmaffect.io import check_output_dir, write_json
 
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "ExtractionReport", "extract", "release_models", "POLICY",
            "CACHE_FORMAT", "CACHE_FORMAT_VERSION", "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS",
-           "LOCK_FILE", "RECORD_KEY", "ARRAY_SCHEMA", "UNRELIABLE_ASR_MEAN", "config_hash", "package_versions",
-           "decode_record", "asr_plan"]
+           "LOCK_FILE", "RECORD_KEY", "ARRAY_SCHEMA", "UNRELIABLE_ASR_MEAN", "UNRELIABLE_NO_SPEECH_MEAN",
+           "config_hash", "package_versions", "decode_record", "asr_plan"]
 
 
 logger = logging.getLogger(__name__)

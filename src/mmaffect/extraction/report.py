@@ -12,13 +12,16 @@ from mmaffect.extraction.config import REPORT_COLUMNS, REPORT_FILE, ExtractItem,
 from mmaffect.features.asr import LOW_CONFIDENCE_LOGPROB
 from mmaffect.io import atomic_write
 
-__all__ = ["ExtractionReport", "UNRELIABLE_ASR_MEAN"]
+__all__ = ["ExtractionReport", "UNRELIABLE_ASR_MEAN", "UNRELIABLE_NO_SPEECH_MEAN"]
 
 
 
-# a job whose ASR transcripts average below this log-probability gets a warning in its summary: English
-# IEMOCAP speech averages -0.62 (40 clips), espeak-ng German/French/Spanish/Russian -0.9 to -1.6 with tiny.en
+# A job whose ASR transcripts average below this log-probability, or above this no-speech probability,
+# gets a warning in its summary. Measured with the packaged tiny.en: the 40 real IEMOCAP clips (English,
+# 38 transcribed) average -0.61 and 0.11; espeak-ng sentences in German, French, Spanish and Russian
+# give -0.9 to -1.6 (no-speech 0.35-0.44), in Chinese -0.49 but no-speech 0.40; English espeak-ng -0.4/0.1.
 UNRELIABLE_ASR_MEAN = -0.8
+UNRELIABLE_NO_SPEECH_MEAN = 0.3
 
 
 @dataclass
@@ -61,11 +64,15 @@ class ExtractionReport:
         if not lps:
             return None
         mean = sum(lps) / len(lps)
+        no_speech = [r["asr_no_speech"] for r in self.rows if r.get("asr_no_speech") is not None]
+        mean_ns = sum(no_speech) / len(no_speech) if no_speech else 0.0
         low = sum(lp < LOW_CONFIDENCE_LOGPROB for lp in lps)
-        text = f"asr: {len(lps)} transcribed, mean log-probability {mean:.2f}, {low} low-confidence"
-        if mean < UNRELIABLE_ASR_MEAN:
-            text += (f" -- WARNING: the transcripts look unreliable (mean below {UNRELIABLE_ASR_MEAN:g}); if the "
-                     "speech is not English, use a multilingual --asr-model, or --asr never for an audio-only corpus")
+        text = (f"asr: {len(lps)} transcribed, mean log-probability {mean:.2f}, mean no-speech probability "
+                f"{mean_ns:.2f}, {low} low-confidence")
+        if mean < UNRELIABLE_ASR_MEAN or mean_ns > UNRELIABLE_NO_SPEECH_MEAN:
+            text += (f" -- WARNING: the transcripts look unreliable (log-probability below {UNRELIABLE_ASR_MEAN:g} or "
+                     f"no-speech above {UNRELIABLE_NO_SPEECH_MEAN:g}); if the speech is not English, use a "
+                     "multilingual --asr-model, or --asr never for an audio-only corpus")
         return text
 
     @property
@@ -108,13 +115,14 @@ def _write_report(path: Path, rows: list[dict]) -> None:
 
 def _row(item: ExtractItem, record: dict | None, run: str) -> dict:
     row = {"id": item.id, "row": item.meta.get("row"), "path": str(item.path), "status": "pending", "reason": None,
-           "warnings": [], "run": run, "asr_logprob": None}
+           "warnings": [], "run": run, "asr_logprob": None, "asr_no_speech": None}
     if record is not None:
+        asr = record.get("asr") or {}
         row.update(status=record["status"], reason=record.get("reason"), warnings=list(record.get("warnings") or []),
-                   asr_logprob=(record.get("asr") or {}).get("avg_logprob"))
+                   asr_logprob=asr.get("avg_logprob"), asr_no_speech=asr.get("no_speech_prob"))
     return row
 
 
 def _skipped_row(skip: SkippedRow) -> dict:
     return {"id": skip.id, "row": skip.row, "path": skip.path, "status": "skipped", "reason": skip.reason,
-            "warnings": [], "run": "skipped", "asr_logprob": None}
+            "warnings": [], "run": "skipped", "asr_logprob": None, "asr_no_speech": None}

@@ -32,9 +32,10 @@ class Word:
 
 # Whisper's own confidence floor: below this mean token log-probability it re-decodes at a higher
 # temperature (``log_prob_threshold`` in openai-whisper and faster-whisper). A transcript still below it
-# is mostly guessed -- typically speech in a language the model does not know (tiny.en on French:
-# -1.6; on English espeak-ng speech: -0.4; on the 40 real IEMOCAP clips 3 of 38 transcripts fall below,
-# all three wrong: "Fish." for breathing, "I love you." for "Yeah.").
+# is mostly guessed -- typically speech in a language the model does not know (tiny.en on espeak-ng
+# French: -1.6; on English espeak-ng speech: -0.4). On the 40 real IEMOCAP clips 3 of the 38
+# transcripts fall below it, all three wrong ("Fish." for breathing, "I love you." for "Yeah.",
+# "I see you." for "No. No").
 LOW_CONFIDENCE_LOGPROB = -1.0
 
 
