@@ -143,9 +143,6 @@ class Predictor:
         """Head tensors of the (average) model for every row of ``data`` (unstandardised features)."""
         return average_outputs([m.outputs(data, source) for m in self.models])
 
-    def relevance_names(self) -> list[str]:
-        return list(self.modalities)
-
     # -- single inputs
     def predict(self, text: str | Sequence[str] | None = None, *, media: str | Path | None = None,
                 start: float | None = None, end: float | None = None) -> dict | list[dict]:
