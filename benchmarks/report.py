@@ -1,6 +1,15 @@
-"""Print the README's results tables (markdown) from the JSON files in benchmarks/results/.
+"""Print every results table of the README (markdown) from the JSON files in benchmarks/results/.
 
     python benchmarks/report.py
+
+The README's tables are this script's output pasted verbatim; ``tests/test_report.py`` fails when one
+differs (a hand-edited number, or a results file re-measured without updating the README).
+Which command writes which file:
+
+* ``bash benchmarks/baselines.sh``: ``mosi-bclstm_*.json``, ``*-text_*.json``, ``*_ablation.json``,
+  ``train-speed_*.json`` and (through ``benchmarks/floors.py``) ``floors.json``;
+* ``python benchmarks/extraction_speed.py``: ``extraction_speed.json``;
+* ``python benchmarks/analysis_model.py``: ``analysis_model.json``.
 """
 
 from __future__ import annotations
@@ -10,55 +19,168 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SENTIMENT = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr"]
+ABLATION = ["acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr"]
 EMOTION = ["acc", "wacc", "f1_weighted", "f1_macro"]
+MOSI_MODELS = ["tfn", "lf-dnn", "lmf", "ef-mlp", "text-mlp"]
+EMOTION_RUNS = ["iemocap6-text_text-mlp", "meld7-text_text-mlp", "meld3-text_text-mlp", "iemocap6-text_ef-lstm",
+                "iemocap8-text_text-mlp"]
+# published rows shown in the emotion table: the non-contextual RoBERTa baseline and the best contextual model
+SHOWN_PUBLISHED = ("RoBERTa", "RoBERTa COSMIC (contextual)")
+EXTRACTION_STAGES = [("decode", "decode"), ("face", "face (detection, mesh, FER, crop)"),
+                     ("audio", "audio descriptors"), ("asr", "ASR (Whisper tiny.en)")]
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def digits(metric: str) -> int:
+    return 3 if metric in ("mae", "corr") else 1
 
 
 def cell(stats: dict, metric: str) -> str:
-    digits = 3 if metric in ("mae", "corr") else 1
-    return f"{stats[metric]['mean']:.{digits}f} ± {stats[metric]['std']:.{digits}f}"
+    d = digits(metric)
+    return f"{stats[metric]['mean']:.{d}f} ± {stats[metric]['std']:.{d}f}"
 
 
-def published(results: dict, metric: str) -> str:
-    refs = [f"{r['value']:g} ({r['model']})" for r in results["published"] if r["comparable"] and r["metric"] == metric]
-    return "; ".join(refs) or "–"
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
-def table(pattern: str, metrics: list[str], ref_metric: str) -> None:
-    print("| model | " + " | ".join(metrics) + f" | published {ref_metric} (same split) | s/epoch | s/run |")
-    print("|---|" + "---|" * (len(metrics) + 3))
-    for path in sorted(p for p in RESULTS.glob(pattern) if "ablation" not in p.name):
-        r = json.loads(path.read_text())
+def mosi() -> str:
+    """Sentiment on MOSI: the baselines, the published contextual models, the floors."""
+    rows = []
+    for model in MOSI_MODELS:
+        r = load(f"mosi-bclstm_{model}.json")
         runs = len(next(iter(r["test"].values()))["per_run"])
-        print(f"| {r['model']} ({r['dataset']}) | " + " | ".join(cell(r["test"], m) for m in metrics)
-              + f" | {published(r, ref_metric)} | {r['seconds_per_epoch']:.3f} | {r['train_seconds'] / runs:.1f} |")
-    print()
+        rows.append([model] + [cell(r["test"], m) for m in SENTIMENT]
+                    + [f"{r['seconds_per_epoch']:.3f}", f"{r['train_seconds'] / runs:.1f}"])
+    for ref in load(f"mosi-bclstm_{MOSI_MODELS[0]}.json")["published"]:
+        if ref["comparable"]:
+            rows.append([f"*published, same split:* {ref['model']}"]
+                        + [f"{ref['value']:g}" if m == ref["metric"] else "" for m in SENTIMENT] + ["", ""])
+    floors = load("floors.json")["floors"]["mosi-bclstm"]
+    names = {"majority": "majority rate of the test split", "logreg_t": "logistic regression, text",
+             "logreg_tav": "logistic regression, t+a+v"}
+    for key, name in names.items():
+        rows.append([f"*floor:* {name}"] + [f"{floors[key][m]:.1f}" if m in floors[key] else "" for m in SENTIMENT]
+                    + ["", ""])
+    return markdown(["model", *SENTIMENT, "s/epoch", "s/run"], rows)
 
 
-def ablation() -> None:
-    for path in sorted(RESULTS.glob("*_ablation.json")):
-        a = json.loads(path.read_text())
-        metrics = ["acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr"]
-        print(f"{a['model']} on {a['dataset']}, seeds {a['seeds']}, test split")
-        print("| modalities | " + " | ".join(metrics) + " |")
-        print("|---|" + "---|" * len(metrics))
-        for row in a["rows"]:
-            print(f"| {row['modalities']} | " + " | ".join(cell(row["test"], m) for m in metrics) + " |")
-        print()
+def ablation() -> str:
+    a = load("mosi-bclstm_tfn_ablation.json")
+    return markdown(["modalities", *ABLATION],
+                    [[row["modalities"]] + [cell(row["test"], m) for m in ABLATION] for row in a["rows"]])
 
 
-def speed() -> None:
-    print("| model | params | threads | batch | s/epoch (median of epochs 2-5) | first epoch |")
-    print("|---|---|---|---|---|---|")
-    for path in sorted(RESULTS.glob("train-speed_*.json")):
-        s = json.loads(path.read_text())
-        for row in s["rows"]:
-            print(f"| {s['model']} | {s['n_params']:,} | {row['threads']} | {row['batch_size']} | "
-                  f"{row['median_epoch_s']:.3f} | {row['first_epoch_s']:.3f} |")
-    print()
+def emotion() -> str:
+    rows = []
+    for name in EMOTION_RUNS:
+        r = load(f"{name}.json")
+        refs = [f"{p['model']} {p['value']:g}" for p in r["published"]
+                if p["comparable"] and p["metric"] == "f1_weighted" and p["model"] in SHOWN_PUBLISHED]
+        rows.append([f"{r['dataset']} ({r['split']})", r["model"]] + [cell(r["test"], m) for m in EMOTION]
+                    + ["; ".join(refs) or "–", f"{r['seconds_per_epoch']:.3f}"])
+    return markdown(["dataset (split)", "model", "acc", "UA (wacc)", "f1_weighted", "f1_macro",
+                     "published f1_weighted, same split", "s/epoch"], rows)
+
+
+def emotion_floors() -> str:
+    floors = load("floors.json")["floors"]
+    rows = []
+    for name, f in floors.items():
+        if name == "mosi-bclstm":
+            continue
+        rows.append([name, f"test majority class ({f['majority']['class']})"]
+                    + [f"{f['majority'][m]:.1f}" for m in EMOTION])
+        rows.append([name, f"logistic regression (C={f['logreg_t']['C']:g})"]
+                    + [f"{f['logreg_t'][m]:.1f}" for m in EMOTION])
+    return markdown(["dataset", "floor", "acc", "UA (wacc)", "f1_weighted", "f1_macro"], rows)
+
+
+def train_speed() -> str:
+    rows, header = [], None
+    for model in ("tfn", "lf-dnn", "lmf"):
+        s = load(f"train-speed_mosi-bclstm_{model}.json")
+        cells = sorted(s["rows"], key=lambda row: (row["threads"], row["batch_size"]))
+        header = header or [f"{c['threads']} thread{'s' if c['threads'] > 1 else ''}, batch {c['batch_size']}"
+                            for c in cells]
+        rows.append([model, f"{s['n_params']:,}"] + [f"{c['median_epoch_s']:.3f}" for c in cells])
+    return markdown(["model", "parameters", *header], rows)
+
+
+def extraction_speed() -> str:
+    e = load("extraction_speed.json")
+    runs = e["runs"]
+
+    def stage_rtf(stage: str, workers: int) -> str:
+        run = runs[f"pipeline_asr_w{workers}" if stage == "asr" else f"pipeline_w{workers}"]
+        return f"{run['stages'][stage]['rtf']:.3g}"
+
+    rows = [[name, stage_rtf(stage, 1), stage_rtf(stage, 2)] for stage, name in EXTRACTION_STAGES]
+    by_threads = {t["threads"]: t for t in e["text_embedding"]}
+    rows.append(["text embedding (MiniLM)"] + [f"{by_threads[w]['rtf']:.3g}" for w in (1, 2)])
+    rows.append(["**whole pipeline, transcripts given**"]
+                + [f"**{runs[f'pipeline_w{w}']['rtf']:.3g}** ({runs[f'pipeline_w{w}']['wall_seconds']:.1f} s)"
+                   for w in (1, 2)])
+    rows.append(["whole pipeline with ASR on every clip"]
+                + [f"{runs[f'pipeline_asr_w{w}']['rtf']:.3g}" for w in (1, 2)])
+    return markdown(["stage", "RTF, 1 worker", "RTF, 2 workers"], rows)
+
+
+def _acc_f1(stats: dict) -> str:
+    return (f"acc {stats['acc']['mean']:.1f} ± {stats['acc']['std']:.1f}, "
+            f"F1w {stats['f1_weighted']['mean']:.1f} ± {stats['f1_weighted']['std']:.1f}")
+
+
+def analysis_model() -> str:
+    a = load("analysis_model.json")
+    s = a["summary"]
+    text = s["text_branch_session1"]
+    rows = [["5-fold, grouped by dialogue", _acc_f1(s["fusion"]["text_only"]), _acc_f1(s["fusion"]["fusion"])],
+            ["leave-one-speaker-out (2 folds)", _acc_f1(s["fusion-by-speaker"]["text_only"]),
+             _acc_f1(s["fusion-by-speaker"]["fusion"])],
+            [f"text branch on all {a['text_branch_session1_rows']} Session 1 utterances of these classes",
+             f"acc {text['acc']['mean']:.1f}, F1w {text['f1_weighted']['mean']:.1f}", "–"]]
+    return markdown(["evaluation", "text branch alone", "text + audio + video (the default model)"], rows)
+
+
+def speaker_cue() -> str:
+    s = load("analysis_model.json")["speaker_sync"]
+    return markdown(["`speaker_sync` (mean over clips)", f"speaker on screen ({s['n_speaker_visible']} clips)",
+                     f"listener on screen ({s['n_listener_visible']} clips)", "ROC-AUC speaker vs listener"],
+                    [["mouth opening vs voice loudness", f"{s['mean_speaker_visible']:.2f}",
+                      f"{s['mean_listener_visible']:.2f}", f"{s['roc_auc']:.2f}"]])
+
+
+def gates() -> str:
+    a = load("analysis_model.json")
+    rows = []
+    for name, label in (("fusion", "5-fold, grouped by dialogue"), ("fusion-by-speaker", "leave-one-speaker-out")):
+        for gate, gate_label in (("free_gate", "free gate"), ("speaker_gate", "`speaker_gate` (default)")):
+            r = a[gate][name]
+            rel = r["visual_relevance"]
+            rows.append([label, gate_label, f"{r['test']['acc']['mean']:.1f} ± {r['test']['acc']['std']:.1f}",
+                         f"{r['test']['f1_weighted']['mean']:.1f} ± {r['test']['f1_weighted']['std']:.1f}",
+                         f"{r['valid']['acc']['mean']:.1f}",
+                         f"{rel['speaker_visible']:.3f} / {rel['listener_visible']:.3f}"])
+    return markdown(["evaluation", "gate", "test acc", "test F1w", "valid acc",
+                     "visual relevance, speaker / listener on screen"], rows)
+
+
+TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
+          "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
+          "speaker-cue": speaker_cue, "gates": gates}
+
+
+def tables() -> dict[str, str]:
+    """Every README table by name, as markdown."""
+    return {name: make() for name, make in TABLES.items()}
 
 
 if __name__ == "__main__":
-    table("mosi-bclstm_*.json", SENTIMENT, "acc2_has0")
-    table("*-text_*.json", EMOTION, "f1_weighted")
-    ablation()
-    speed()
+    for name, text in tables().items():
+        print(f"<!-- {name} -->\n{text}\n")
