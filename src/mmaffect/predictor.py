@@ -438,9 +438,9 @@ class Predictor:
             raise DataError(dataset, exc.reason) from exc
         if n_scored < len(positions):
             result.notes.append(f"scored {n_scored} of {len(positions)} rows")
-        if len(self.models) > 1:
-            result.notes.append(f"the average of {len(self.models)} models; rows some of them were trained on "
-                                "are scored too")
+        if len({m.meta.get("fold") for m in self.models} - {None}) > 1:  # cross-validation fold models
+            result.notes.append(f"the average of {len(self.models)} fold models: each fold's training rows are "
+                                "scored too (use one fold's model on its test rows for a held-out score)")
         return Evaluation(metrics, result, positions, n_scored)
 
 
