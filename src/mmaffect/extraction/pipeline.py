@@ -106,7 +106,10 @@ class _JobLock:
     def __enter__(self) -> _JobLock:
         import fcntl
 
-        self.fh = open(self.path, "a+")
+        try:
+            self.fh = open(self.path, "a+")
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot create the job lock ({exc.strerror or exc})") from exc
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

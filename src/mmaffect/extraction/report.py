@@ -48,11 +48,6 @@ class ExtractionReport:
         return sum(r["status"] == "skipped" for r in self.rows)
 
     @property
-    def skipped(self) -> dict[str, str]:
-        """``{"row N (id)": reason}`` of the manifest rows that were not extracted."""
-        return {f"row {r['row']} ({r['id']})": r["reason"] for r in self.rows if r["status"] == "skipped"}
-
-    @property
     def asr_logprobs(self) -> list[float]:
         """Mean token log-probability of each ASR transcript in the cache for these items."""
         return [r["asr_logprob"] for r in self.rows if r.get("asr_logprob") is not None]
