@@ -219,7 +219,8 @@ def test_broken_items_are_reported_and_the_job_continues(job):
         assert french["asr"]["low_confidence"] and french["asr"]["language"] == "en"
         assert any(w.startswith("low-confidence ASR transcript") for w in french["warnings"])
     assert float(rows["speech"]["asr_logprob"]) == speech["asr"]["avg_logprob"]
-    assert "asr: 2 transcribed" in report.summary() and "1 low-confidence" in report.summary()
+    assert "asr (auto, the packaged Whisper tiny.en (English only)): 2 transcribed" in report.summary()
+    assert "1 low-confidence" in report.summary()
 
 
 def test_rerun_of_a_finished_job_does_no_work(job):
@@ -608,7 +609,7 @@ def test_threads_reach_the_models(tmp_path, monkeypatch):
 
 
 def test_asr_plan_and_summary_say_what_asr_does():
-    from mmaffect.extraction.pipeline import ExtractionReport, asr_plan
+    from mmaffect.extraction.pipeline import ExtractionReport, asr_mode, asr_plan
 
     items = [ExtractItem("a", "a.mp4"), ExtractItem("b", "b.mp4", text="hi")]
     plan = asr_plan(ExtractConfig(), items)
@@ -625,6 +626,8 @@ def test_asr_plan_and_summary_say_what_asr_does():
     english = report((-0.4, 0.1), (-0.6, 0.2), (None, None)).summary()
     assert "asr: 2 transcribed, mean log-probability -0.50, mean no-speech probability 0.15, 0 low-confidence" \
         in english and "WARNING" not in english
+    never = ExtractionReport(output=Path("c"), rows=[], asr_mode=asr_mode(ExtractConfig(asr="never")))
+    assert "; asr (never): nothing transcribed;" in never.summary()
     for other in (report((-1.3, 0.1), (-0.9, 0.1), (-1.6, 0.1)), report((-0.5, 0.4), (-0.5, 0.35))):
         summary = other.summary()
         assert "WARNING: the transcripts look unreliable" in summary and "--asr never" in summary

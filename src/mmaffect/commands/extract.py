@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     is read or anything is decoded. The global ``--threads`` sets the threads of each model (face
     analysis, ASR) in each worker.
     """
-    from mmaffect.extraction.pipeline import ExtractConfig, asr_plan, extract
+    from mmaffect.extraction.pipeline import ExtractConfig, extract
     from mmaffect.io import check_output_dir
 
     output = check_output_dir(args.output, "cache folder")
@@ -122,8 +122,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     if not items:
         raise DataError(args.manifest, "the manifest has no usable media rows")
-    if args.quiet:  # otherwise extract() says it in its first line, for the items it will extract
-        print(asr_plan(config, items), file=sys.stderr, flush=True)
     report = extract(items, output, config, workers=args.workers, progress=not args.quiet,
                      retry_failed=args.retry_failed, threads=getattr(args, "threads", None) or 1, skipped=skipped)
     print(report.summary())

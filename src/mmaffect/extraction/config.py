@@ -21,7 +21,7 @@ from mmaffect.errors import ConfigError
 
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "POLICY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION",
            "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS", "LOCK_FILE", "RECORD_KEY", "ASR_SEED",
-           "ARRAY_SCHEMA", "config_hash", "package_versions", "asr_plan"]
+           "ARRAY_SCHEMA", "config_hash", "package_versions", "asr_plan", "asr_mode"]
 
 
 
@@ -246,15 +246,24 @@ def _meta_for(config: ExtractConfig) -> dict:
     }
 
 
+def asr_model_name(config: ExtractConfig) -> str:
+    """The ASR model as a user should read it: the default one says it knows only English."""
+    model = "the packaged Whisper tiny.en (English only)" if config.asr_model is None else config.asr_model
+    return model + (f", language {config.asr_language}" if config.asr_language else "")
+
+
+def asr_mode(config: ExtractConfig) -> str:
+    """``never``, or the mode and the model (``auto, the packaged Whisper tiny.en (English only)``)."""
+    return "never" if config.asr == "never" else f"{config.asr}, {asr_model_name(config)}"
+
+
 def asr_plan(config: ExtractConfig, items: Sequence[ExtractItem]) -> str:
     """One line saying which items get ASR and with which model, printed before a job starts, so an
     English-only model running on another language (or ASR running at all) is never a surprise."""
     n_text = sum(i.text is not None for i in items)
     if config.asr == "never":
         return f"asr: never -- {len(items) - n_text} item(s) without text get an empty transcript"
-    model = "the packaged Whisper tiny.en (English only)" if config.asr_model is None else config.asr_model
-    if config.asr_language:
-        model += f", language {config.asr_language}"
+    model = asr_model_name(config)
     todo = len(items) if config.asr == "always" else len(items) - n_text
     hint = "" if config.asr_model is not None or todo == 0 else \
         "; speech in another language: pass a multilingual --asr-model, or --asr never for audio-only corpora"

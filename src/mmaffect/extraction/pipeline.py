@@ -70,6 +70,7 @@ from mmaffect.extraction.config import (
     ExtractItem,
     SkippedRow,
     _meta_for,
+    asr_mode,
     asr_plan,
     config_hash,
     package_versions,
@@ -89,7 +90,7 @@ from mmaffect.io import check_output_dir, write_json
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "ExtractionReport", "extract", "release_models", "POLICY",
            "CACHE_FORMAT", "CACHE_FORMAT_VERSION", "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS",
            "LOCK_FILE", "RECORD_KEY", "ARRAY_SCHEMA", "UNRELIABLE_ASR_MEAN", "UNRELIABLE_NO_SPEECH_MEAN",
-           "config_hash", "package_versions", "decode_record", "asr_plan"]
+           "config_hash", "package_versions", "decode_record", "asr_plan", "asr_mode"]
 
 
 logger = logging.getLogger(__name__)
@@ -281,7 +282,7 @@ def extract(
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(output, f"cannot create the cache folder ({exc.strerror or exc})") from exc
-    report = ExtractionReport(output=output, rows=[], workers=workers)
+    report = ExtractionReport(output=output, rows=[], workers=workers, asr_mode=asr_mode(config))
     with _JobLock(output):
         _prepare_output(output, config)
         with ArrayStore(output / STORE_DIR) as store:

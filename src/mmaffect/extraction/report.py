@@ -38,6 +38,7 @@ class ExtractionReport:
     media_seconds: float = 0.0  # media extracted by this run
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over items (all workers)
     workers: int = 1
+    asr_mode: str | None = None  # config.asr_mode(): shown in the summary, so the ASR choice is never hidden
 
     @property
     def n_items(self) -> int:
@@ -56,13 +57,14 @@ class ExtractionReport:
         """How many items were transcribed and how confidently; a warning when the job's transcripts
         look unreliable as a whole (the usual cause: the ASR model does not know the language)."""
         lps = self.asr_logprobs
+        mode = f"asr ({self.asr_mode})" if self.asr_mode else "asr"
         if not lps:
-            return None
+            return None if self.asr_mode is None else f"{mode}: nothing transcribed"
         mean = sum(lps) / len(lps)
         no_speech = [r["asr_no_speech"] for r in self.rows if r.get("asr_no_speech") is not None]
         mean_ns = sum(no_speech) / len(no_speech) if no_speech else 0.0
         low = sum(lp < LOW_CONFIDENCE_LOGPROB for lp in lps)
-        text = (f"asr: {len(lps)} transcribed, mean log-probability {mean:.2f}, mean no-speech probability "
+        text = (f"{mode}: {len(lps)} transcribed, mean log-probability {mean:.2f}, mean no-speech probability "
                 f"{mean_ns:.2f}, {low} low-confidence")
         if mean < UNRELIABLE_ASR_MEAN or mean_ns > UNRELIABLE_NO_SPEECH_MEAN:
             text += (f" -- WARNING: the transcripts look unreliable (log-probability below {UNRELIABLE_ASR_MEAN:g} or "
