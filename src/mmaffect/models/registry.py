@@ -92,4 +92,4 @@ def list_models() -> list[ModelInfo]:
 
 
 def _import_models() -> None:
-    from mmaffect.models import baselines, late_fusion  # noqa: F401
+    from mmaffect.models import baselines, late_fusion, mre, semanticmac  # noqa: F401
