@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from mmaffect.commands.extract import items_from_manifest
     from mmaffect.extraction.pipeline import extract
     from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
-    from mmaffect.io import write_json
+    from mmaffect.io import check_output_dir, write_json
     from mmaffect.training.config import CVConfig, ExperimentConfig
     from mmaffect.training.runs import run_experiment
 
-    out = Path(args.output) if args.output else cache_root() / "models" / "analysis"
+    out = check_output_dir(Path(args.output) if args.output else cache_root() / "models" / "analysis")
     progress = not args.quiet
     seeds = list(range(args.seeds))
     print("1/3 text branch: text-mlp on iemocap8-text (train Sessions 2-4, valid 5, test 1)", flush=True)
