@@ -128,12 +128,15 @@ def test_predict_keeps_rows_whose_extraction_failed(model_dir, clips_root, tmp_p
 
 def test_predict_a_cache_matches_the_training_predictions(model_dir, clips_root, tmp_path, capsys):
     """A registered-prefix dataset (cache:DIR) through `predict` gives the training run's predictions.csv rows
-    back: the same columns (relevance too) and values."""
+    back: the same columns (relevance too) and values; the item whose extraction failed keeps a row."""
     fold = model_dir / "seed0_fold0"
     out = tmp_path / "pred.csv"
     assert main(["predict", "--checkpoint", str(fold / "model.safetensors"), "--dataset",
-                 f"cache:{clips_root / 'cache'}", "--output", str(out)]) == 0
+                 f"cache:{clips_root / 'cache'}", "--output", str(out)]) == 1
+    assert f"cache:{clips_root / 'cache'}: id broken: feature extraction failed" in capsys.readouterr().err
     predicted = pd.read_csv(out, keep_default_na=False).set_index("id")
+    assert len(predicted) == 17 and predicted.loc["broken", "status"] == "error"
+    predicted = predicted.drop(index="broken")
     training = pd.read_csv(fold / "predictions.csv", keep_default_na=False)
     # the cache has no split column (no `split`); training names each row's role in the run (valid/test)
     assert predicted.reset_index().columns.tolist() == [c for c in training.columns if c != "split"]

@@ -112,7 +112,14 @@ class _Row:
 
     id: str
     split: str | None
+    where: str
+    problems: list[str] = field(default_factory=list)
+    target_problems: list[str] = field(default_factory=list)
     row: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 class Predictor:
@@ -256,7 +263,12 @@ class Predictor:
         if config:
             self.recipe.check_extraction(config, dataset)
         self.recipe.check_text_encoder(data.meta.get("text_encoder"), dataset)
-        rows = [_Row(str(i), None if data.split is None else str(data.split[k])) for k, i in enumerate(data.ids)]
+        rows = [_Row(str(i), None if data.split is None else str(data.split[k]), f"{dataset}: id {i}")
+                for k, i in enumerate(data.ids)]
+        # items a cache: reader skipped (failed extraction) keep a row with the reason, after the others
+        skipped = data.meta.get("skipped") or {}
+        rows += [_Row(str(i), None, f"{dataset}: id {i}", [f"feature extraction failed: {reason}"])
+                 for i, reason in skipped.items()]
         targets = {}
         task = self.task
         if task.label_kind and data.label is not None:
@@ -266,7 +278,8 @@ class Predictor:
         if "multilabel" in task.kinds and data.labels is not None:
             targets["labels"] = [[t for t, on in zip(data.tag_names, row, strict=True) if on > 0.5]
                                  for row in data.labels]
-        return self._assemble(rows, data, dataset, list(range(len(rows))), targets, [], [])
+        targets = {k: v + [None] * len(skipped) for k, v in targets.items()}
+        return self._assemble(rows, data, dataset, list(range(len(data))), targets, [])
 
     def _predict_manifest(self, dataset: str, columns, encoding: str, features) -> Predictions:
         from mmaffect.data.manifest import ManifestError, build_dataset, read_manifest
@@ -311,7 +324,7 @@ class Predictor:
         if given and not targets:
             notes.append(f"the manifest's targets ({', '.join(sorted(given))}) are not what this checkpoint "
                          f"predicts ({'+'.join(task.kinds)}); nothing can be scored")
-        return self._assemble(manifest.rows, data, manifest.source, good, targets, manifest.rows, notes)
+        return self._assemble(manifest.rows, data, manifest.source, good, targets, notes)
 
     def _check_feature_cache(self, manifest: Manifest, features: str | Path) -> None:
         """Give media rows that were not extracted, or whose extraction failed, their reason (they keep
@@ -340,15 +353,15 @@ class Predictor:
             elif record["status"] != "ok":
                 r.problems.append(f"feature extraction failed: {record.get('reason') or 'no reason recorded'}")
 
-    def _assemble(self, rows: Sequence, data: AffectDataset | None, source: str, good: list[int],
-                  targets: dict[str, list], manifest_rows: Sequence[ManifestRow], notes: list[str]) -> Predictions:
+    def _assemble(self, rows: Sequence[ManifestRow | _Row], data: AffectDataset | None, source: str,
+                  good: list[int], targets: dict[str, list], notes: list[str]) -> Predictions:
         """The table over all ``rows``, predictions filled in at ``good`` (``data`` holds those rows)."""
         task = self.task
         n = len(rows)
         status = ["ok"] * n
         errors: list[list[str]] = [[] for _ in range(n)]
         problems: list[tuple[int, str]] = []
-        for i, r in enumerate(manifest_rows):
+        for i, r in enumerate(rows):
             if not r.ok:
                 status[i] = "error"
                 errors[i] = list(r.problems)
@@ -363,10 +376,9 @@ class Predictor:
         def unscored(i: int, reason: str) -> None:
             errors[i].append(reason)
             if status[i] == "ok":
-                where = manifest_rows[i].where if manifest_rows else f"id {rows[i].id}"
-                problems.append((i, f"{where}: {reason}"))
+                problems.append((i, f"{rows[i].where}: {reason}"))
 
-        for i, r in enumerate(manifest_rows):  # targets present but unusable: predicted, not scored
+        for i, r in enumerate(rows):  # targets present but unusable: predicted, not scored
             if r.ok:
                 for p in r.target_problems:
                     unscored(i, f"{p}; not scored")
