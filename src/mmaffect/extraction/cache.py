@@ -22,7 +22,8 @@ import torch
 
 from mmaffect.data.dataset import Modality
 from mmaffect.errors import ConfigError, DataError
-from mmaffect.extraction.pipeline import CACHE_FORMAT, META_FILE, RECORD_KEY, STORE_DIR, decode_record
+from mmaffect.extraction.config import CACHE_FORMAT, META_FILE, RECORD_KEY, STORE_DIR
+from mmaffect.extraction.stages import decode_record
 from mmaffect.extraction.summaries import (
     VISUAL_STEP_NAMES,
     VISUAL_VECTOR_NAMES,
