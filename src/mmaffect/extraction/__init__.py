@@ -7,7 +7,8 @@ Cache folder layout (one folder per extraction config; a different config is ref
                     feature names, array schema, failure/warning policy; written once, atomically
       store/        ArrayStore (LMDB data.mdb + lock.mdb): key = item id -> safetensors dict with all
                     arrays of the item AND its JSON record (uint8 array "record"), one transaction
-      report.csv    id, path, status, reason, warnings, run -- rewritten atomically after every run
+      report.csv    id, row, path, status, reason, warnings, run, asr_logprob, asr_no_speech -- one row per
+                    item and per skipped manifest row, rewritten atomically after every run
       .lock         flock held by the running job (a second job on the same folder is refused)
 
 Modules: :mod:`~mmaffect.extraction.pipeline` (:func:`extract`), :mod:`~mmaffect.extraction.cache`
