@@ -229,6 +229,10 @@ def test_media_needs_a_model_trained_on_extracted_features(trained):
     predictor = Predictor([LoadedModel(loaded.model, loaded.task, None, meta)], "old.safetensors")
     with pytest.raises(DataError, match="old.safetensors: its audio/visual inputs come from mosi-bclstm"):
         predictor.predict(text="good", media="clip.mp4")
+    meta["recipe"] = FeatureRecipe(dataset="mosi-bclstm", modalities=("t",)).to_dict()  # text-CNN features
+    predictor = Predictor([LoadedModel(loaded.model, loaded.task, None, meta)], "old.safetensors")
+    with pytest.raises(DataError, match="its text features come from mosi-bclstm, not from a sentence encoder"):
+        predictor.predict(text="good")
 
 
 def test_training_recipe_records_extraction_and_reader_options():

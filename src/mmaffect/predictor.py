@@ -185,10 +185,16 @@ class Predictor:
         """The text modality of ``texts``, embedded with the checkpoint's text encoder."""
         from mmaffect.data.text_features import text_modality
 
+        self._check_text_source()
         modality, recipe = text_modality(texts, self.sequences)
         self.recipe.check_text_encoder(recipe.get("text_encoder"), "text")
         return AffectDataset(name="input", ids=np.array([f"input{i}" for i in range(len(texts))]),
                              modalities={"t": modality}, meta=recipe)
+
+    def _check_text_source(self) -> None:
+        if not self.recipe.text_encoder:
+            raise DataError(self.source, f"its text features come from {self.recipe.dataset}, not from a sentence "
+                                         "encoder: it cannot embed new text")
 
     def media_features(self, items: list[tuple[str, Path, str | None, float | None, float | None]],
                        extract_overrides: dict | None = None) -> tuple[AffectDataset | None, dict[str, str], dict]:
@@ -202,6 +208,8 @@ class Predictor:
             raise DataError(self.source, f"its audio/visual inputs come from {self.recipe.dataset}, not from "
                                          "`mmaffect extract`: it cannot read media files (train on a cache: or "
                                          "manifest: dataset with --features to get such a model)")
+        if "t" in self.modalities:
+            self._check_text_source()
         config = self.recipe.extract_config(**(extract_overrides or {}))
         extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
