@@ -7,6 +7,7 @@ import codecs
 import difflib
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from mmaffect.data.manifest.carve import _carve_validation, _check_fixed_split
 from mmaffect.data.manifest.checks import (
@@ -61,7 +62,7 @@ class Manifest:
 
 def read_manifest(argument: str, columns: dict[str, str] | str | None = None, encoding: str = "utf-8",
                   task: str | None = None, *, purpose: str = "train", folds: int | str | None = None,
-                  default_columns: dict[str, str] | None = None) -> Manifest:
+                  default_columns: dict[str, str] | None = None, media_root: str | Path | None = None) -> Manifest:
     """Read and validate a manifest without embedding anything.
 
     Args:
@@ -74,6 +75,8 @@ def read_manifest(argument: str, columns: dict[str, str] | str | None = None, en
         folds: the number of CV folds (or ``"column"``), to check every class has enough rows.
         default_columns: mappings used when ``columns`` does not name a canonical column and the file
             has the mapped column (``predict`` passes the mapping the checkpoint was trained with).
+        media_root: the folder media paths are relative to (default: each manifest file's folder);
+            paths that resolve outside it, symlinks included, are still refused.
 
     Returns the manifest; ``manifest.problems`` lists every problem found (empty when it is valid).
     """
@@ -105,7 +108,8 @@ def read_manifest(argument: str, columns: dict[str, str] | str | None = None, en
             raise DataError(path, f"cannot decode the file as {encoding} ({exc})") from exc
         fmt = _file_format(path, text)
         header, records = _read_jsonl(text) if fmt == "jsonl" else _read_csv(text, path)
-        file = ManifestFile(path=path, format=fmt, split=split, header=header)
+        file = ManifestFile(path=path, format=fmt, split=split, header=header,
+                            media_root=Path(media_root).expanduser().resolve() if media_root is not None else None)
         files.append(file)
         if not header:
             file_problems.append(f"{path}: empty file (no header and no rows)")

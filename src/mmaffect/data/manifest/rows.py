@@ -29,10 +29,15 @@ class ManifestFile:
     split: str | None  # the split of every row (one file per split), else None
     columns: dict[str, str] = field(default_factory=dict)  # canonical -> column in this file
     header: list[str] = field(default_factory=list)
+    media_root: Path | None = None  # resolved folder media paths are relative to; None: the file's folder
 
     @property
     def root(self) -> Path:
-        return self.path.parent.resolve()
+        return self.media_root or self.path.parent.resolve()
+
+    @property
+    def root_name(self) -> str:
+        return "the media root" if self.media_root else "the manifest's folder"
 
 
 @dataclass
@@ -148,21 +153,21 @@ def _parse_context(value: Any) -> tuple[list[dict] | None, str | None]:
 
 
 def _resolve_media(value: str, file: ManifestFile) -> tuple[Path | None, str | None]:
-    """A media path relative to the manifest's folder, or the reason it cannot be used."""
-    root = file.root
+    """A media path relative to the manifest's folder (or the media root), or the reason it cannot be used."""
+    root, where = file.root, file.root_name
     given = Path(value.strip()).expanduser()
     lexical = Path(os.path.normpath(given if given.is_absolute() else root / given))
     if not lexical.is_relative_to(root):
         if given.is_absolute():
-            return None, (f"path {value!r} is outside the manifest's folder {root} "
-                          "(media paths must be relative to the manifest's folder)")
-        return None, f"path {value!r} resolves to {lexical}, outside the manifest's folder {root}"
+            return None, (f"path {value!r} is outside {where} {root} "
+                          f"(media paths must be relative to {where}; see --media-root)")
+        return None, f"path {value!r} resolves to {lexical}, outside {where} {root}"
     try:
         resolved = lexical.resolve()
     except (OSError, RuntimeError) as exc:  # symlink loops
         return None, f"path {value!r} cannot be resolved ({exc})"
     if not resolved.is_relative_to(root):
-        return None, f"path {value!r} is a symlink to {resolved}, outside the manifest's folder {root}"
+        return None, f"path {value!r} is a symlink to {resolved}, outside {where} {root}"
     if not resolved.exists():
         return None, f"media file {value!r} not found (looked for {resolved})"
     if resolved.is_dir():
