@@ -93,3 +93,4 @@ def list_models() -> list[ModelInfo]:
 
 def _import_models() -> None:
     from mmaffect.models import baselines, late_fusion, mre, semanticmac  # noqa: F401
+    from mmaffect.models import deepmsi, int2m3ap, st3dh  # noqa: F401  # isort: skip
