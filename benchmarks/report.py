@@ -1,5 +1,9 @@
 """Print every results table of the README (markdown) from the JSON files in benchmarks/results/.
 
+Speed comes from the dedicated benchmark files only (``train-speed_*.json``, ``extraction_speed.json``),
+measured on an idle machine; the ``seconds_per_epoch`` inside a training results file depends on
+whatever else ran at the time, so the accuracy tables do not show it.
+
     python benchmarks/report.py
 
 The README's tables are this script's output pasted verbatim; ``tests/test_report.py`` fails when one
@@ -51,23 +55,17 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 def mosi() -> str:
     """Sentiment on MOSI: the baselines, the published contextual models, the floors."""
-    rows = []
-    for model in MOSI_MODELS:
-        r = load(f"mosi-bclstm_{model}.json")
-        runs = len(next(iter(r["test"].values()))["per_run"])
-        rows.append([model] + [cell(r["test"], m) for m in SENTIMENT]
-                    + [f"{r['seconds_per_epoch']:.3f}", f"{r['train_seconds'] / runs:.1f}"])
+    rows = [[model] + [cell(load(f"mosi-bclstm_{model}.json")["test"], m) for m in SENTIMENT] for model in MOSI_MODELS]
     for ref in load(f"mosi-bclstm_{MOSI_MODELS[0]}.json")["published"]:
         if ref["comparable"]:
             rows.append([f"*published, same split:* {ref['model']}"]
-                        + [f"{ref['value']:g}" if m == ref["metric"] else "" for m in SENTIMENT] + ["", ""])
+                        + [f"{ref['value']:g}" if m == ref["metric"] else "" for m in SENTIMENT])
     floors = load("floors.json")["floors"]["mosi-bclstm"]
     names = {"majority": "majority rate of the test split", "logreg_t": "logistic regression, text",
              "logreg_tav": "logistic regression, t+a+v"}
     for key, name in names.items():
-        rows.append([f"*floor:* {name}"] + [f"{floors[key][m]:.1f}" if m in floors[key] else "" for m in SENTIMENT]
-                    + ["", ""])
-    return markdown(["model", *SENTIMENT, "s/epoch", "s/run"], rows)
+        rows.append([f"*floor:* {name}"] + [f"{floors[key][m]:.1f}" if m in floors[key] else "" for m in SENTIMENT])
+    return markdown(["model", *SENTIMENT], rows)
 
 
 def ablation() -> str:
@@ -83,9 +81,9 @@ def emotion() -> str:
         refs = [f"{p['model']} {p['value']:g}" for p in r["published"]
                 if p["comparable"] and p["metric"] == "f1_weighted" and p["model"] in SHOWN_PUBLISHED]
         rows.append([f"{r['dataset']} ({r['split']})", r["model"]] + [cell(r["test"], m) for m in EMOTION]
-                    + ["; ".join(refs) or "–", f"{r['seconds_per_epoch']:.3f}"])
+                    + ["; ".join(refs) or "–"])
     return markdown(["dataset (split)", "model", "acc", "UA (wacc)", "f1_weighted", "f1_macro",
-                     "published f1_weighted, same split", "s/epoch"], rows)
+                     "published f1_weighted, same split"], rows)
 
 
 def emotion_floors() -> str:
