@@ -73,11 +73,11 @@ def test_interrupted_fit_resumes_to_identical_weights(mosi, tmp_path, monkeypatc
     calls = {"n": 0}
     original = type(data).batch
 
-    def crashing_batch(self, index):
+    def crashing_batch(self, index, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 60:  # in the middle of epoch 3 (19 training batches + 1 eval batch per epoch)
             raise Crash
-        return original(self, index)
+        return original(self, index, *args, **kwargs)
 
     monkeypatch.setattr(type(data), "batch", crashing_batch)
     model, task = build(data)

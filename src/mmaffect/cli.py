@@ -209,13 +209,20 @@ def _check_experiment_output(output: str | Path, *files: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from mmaffect.training import distributed
     from mmaffect.training.runs import run_experiment
 
     _check_experiment_output(args.output, "config.json", "results.json")
+    if args.devices > 1 and not distributed.launched_by_torchrun():
+        return distributed.launch(args.devices, args.argv)  # this command again, in N processes
+    distributed.init_from_env(getattr(args, "threads", None))
     config = _experiment_config(args)
     results = run_experiment(config, args.output, progress=not args.quiet)
-    print(format_results(results))
-    print(f"results: {Path(args.output) / 'results.json'}")
+    if distributed.is_main():
+        print(format_results(results))
+        print(f"results: {Path(args.output) / 'results.json'}")
+    if distributed.launched_by_torchrun():
+        distributed.finish(0)
     return 0
 
 
@@ -335,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train")
     experiment_options(p)
     p.add_argument("--modalities", help="comma-separated subset of t,a,v")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="train data-parallel in N processes on this machine (torchrun; gloo on CPU, one "
+                        "thread each unless --threads); results equal one process within seed noise")
 
     p = command("ablate")
     experiment_options(p)
@@ -393,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     # when torch loads, so set before any command imports it
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --devices N re-runs the command
     handlers = {"datasets": _cmd_datasets, "models": _cmd_models, "train": _cmd_train, "ablate": _cmd_ablate,
                 "evaluate": _cmd_evaluate, "benchmark": _cmd_benchmark}
     if args.command in _COMMAND_MODULES:

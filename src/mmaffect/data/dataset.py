@@ -2,13 +2,33 @@
 
 All features live in tensors so a batch is a handful of index gathers (no per-sample Python).
 Per modality we keep an utterance vector ``(N, d)`` and, when the source has one, a padded
-sequence ``(N, L, d)`` with lengths. Labels stay in their native form (score, class id, multi-hot);
-which of them a run learns is the task's business (:mod:`mmaffect.tasks`).
+sequence ``(N, L, d)`` with lengths. Readers also keep the raw text of each row (so a model can
+fine-tune a language model on token ids) and, where the source has them, dialogue id, turn order
+and speaker (so a context model can see whole dialogues). Labels stay in their native form (score,
+class id, multi-hot); which of them a run learns is the task's business (:mod:`mmaffect.tasks`).
+
+What a batch holds is chosen by what a model declares it needs (``AffectModel.needs``):
+
+- always: ``index`` (n,) row ids; per modality m the utterance vector ``m`` (n, d); the targets
+  ``score`` (n,), ``label`` (n,), ``labels`` (n, K) that the dataset has.
+- ``"sequences"``: ``m_seq`` (n, L, d) float32 cut to the longest row of the batch, ``m_mask`` (n, L)
+  bool (True = real step).
+- ``"tokens"``: ``t_tokens`` (n, L) int64 word-piece ids of the row's text from the tokenizer the
+  model names, cut to the longest row, and ``t_tokens_mask`` (n, L) bool. Ids are computed once per
+  dataset (:meth:`AffectDataset.tokenize`) and kept as a tensor.
+- ``"dialogues"``: the batch unit is a whole dialogue (all rows of the batch's dialogues that are
+  among the rows being trained or evaluated, in turn order). Extra keys: ``turn_mask`` (D, T) bool,
+  ``dlg_rows`` (D, T) int64 row ids (-1 = padding), ``m_dlg`` (D, T, d) per modality (zeros at
+  padding), ``speaker_ids`` (D, T) int64 speaker codes numbered per dialogue in order of first
+  appearance (0 at padding; only when the dataset has speakers). ``index``, ``m``, the targets and
+  any sequence/token keys hold the n real turns in the order of ``dlg_rows[turn_mask]`` (dialogue
+  by dialogue, turn by turn), and a dialogue model returns its heads for exactly those n turns,
+  e.g. ``heads(h[batch["turn_mask"]])``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -16,6 +36,20 @@ import torch
 from torch import Tensor
 
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "video"}
+NEEDS = ("vectors", "sequences", "tokens", "dialogues")
+_ROW_FIELDS = ("score", "label", "labels", "split", "fold", "dialogue_id", "speaker", "utt_index", "context",
+               "group", "text")
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Word-piece ids of every row's text: ``ids`` (N, L) int64, ``lengths`` (N,) int64."""
+
+    ids: Tensor
+    lengths: Tensor
+
+    def take(self, index: Tensor) -> TokenIds:
+        return TokenIds(self.ids[index], self.lengths[index])
 
 
 def masked_mean(sequence: Tensor, lengths: Tensor) -> Tensor:
@@ -85,6 +119,10 @@ class AffectDataset:
         dialogue_id, speaker, utt_index: conversation structure for context models, or None.
         context: per row, the preceding utterances a corpus gives instead of whole dialogues
             (object array of ``[{"text", "speaker"}, ...]`` lists), or None.
+        text: the raw text (transcript) of each row ``(N,)`` str, or None.
+        tokens: word-piece ids per tokenizer key (``"minilm@128"``), filled by :meth:`tokenize`.
+            Views with the same rows (``replace``, standardisation) share this dict, so a text is
+            tokenized once per experiment, not once per run.
         group: the unit that must never straddle train and test (video, speaker, dialogue), or None.
         default_task: the task a run uses unless told otherwise (see :mod:`mmaffect.tasks`).
         meta: provenance and feature recipe (source files, encoders and their versions).
@@ -107,6 +145,8 @@ class AffectDataset:
     group: np.ndarray | None = None
     default_task: str = "classification"
     meta: dict = field(default_factory=dict)
+    text: np.ndarray | None = None
+    tokens: dict[str, TokenIds] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -117,8 +157,7 @@ class AffectDataset:
                 raise ValueError(f"{self.name}: unknown modality {key!r}; expected one of t, a, v")
             if mod.vector.shape[0] != n:
                 raise ValueError(f"{self.name}: modality {key} has {mod.vector.shape[0]} rows, ids have {n}")
-        for attr in ("score", "label", "labels", "split", "fold", "dialogue_id", "speaker", "utt_index",
-                     "context", "group"):
+        for attr in _ROW_FIELDS:
             value = getattr(self, attr)
             if value is not None and len(value) != n:
                 raise ValueError(f"{self.name}: {attr} has {len(value)} rows, ids have {n}")
@@ -142,8 +181,8 @@ class AffectDataset:
             self,
             ids=self.ids[np_idx],
             modalities={k: m.take(idx) for k, m in self.modalities.items()},
-            **{a: pick(getattr(self, a)) for a in ("score", "label", "labels", "split", "fold",
-                                                    "dialogue_id", "speaker", "utt_index", "context", "group")},
+            tokens={k: t.take(idx) for k, t in self.tokens.items()},
+            **{a: pick(getattr(self, a)) for a in _ROW_FIELDS},
         )
 
     def with_modalities(self, keys: Sequence[str]) -> AffectDataset:
@@ -161,23 +200,107 @@ class AffectDataset:
         return {name: np.flatnonzero(self.split == name) for name in ("train", "valid", "test")
                 if (self.split == name).any()}
 
-    def batch(self, index: Tensor) -> dict[str, Tensor]:
-        """Gather rows into model inputs.
+    def speaker_codes(self) -> np.ndarray | None:
+        """Integer code per row for the speaker names (codes follow sorted names), or None."""
+        if self.speaker is None:
+            return None
+        return np.unique(self.speaker.astype(str), return_inverse=True)[1].astype(np.int64)
 
-        Keys: ``"index"``; per modality m: ``m`` (B, d) and, when it has sequences, ``m_seq``
-        (B, L, d) float32 cut to the longest length in the batch and ``m_mask`` (B, L) bool (True =
-        real step); targets ``score``, ``label``, ``labels`` when present.
+    def tokenize(self, tokenizer: str, max_tokens: int) -> TokenIds:
+        """Token ids of every row's text for ``tokenizer``, computed on first use and kept."""
+        key = f"{tokenizer}@{max_tokens}"
+        if key not in self.tokens:
+            if self.text is None:
+                raise ValueError(f"{self.name} keeps no raw text, so it has no token ids")
+            from mmaffect.features.text import token_ids
+
+            self.tokens[key] = TokenIds(*token_ids([str(t) for t in self.text], tokenizer, max_tokens))
+        return self.tokens[key]
+
+    def batch(self, index: Tensor, needs: Collection[str] = ("vectors", "sequences"),
+              tokens: str | None = None) -> dict[str, Tensor]:
+        """Gather rows into model inputs (see the module docstring for the keys).
+
+        ``needs`` picks the inputs beyond vectors and targets; ``tokens`` is the key of
+        :attr:`tokens` to use (see :meth:`tokenize`) when ``"tokens"`` is needed. Sequences are only
+        gathered for modalities that have them.
         """
         out: dict[str, Tensor] = {"index": index}
         for key, mod in self.modalities.items():
             out[key] = mod.vector[index].float()
-            if mod.sequence is not None:
+            if "sequences" in needs and mod.sequence is not None:
                 lengths = mod.lengths[index]
                 width = max(int(lengths.max()), 1)
                 out[f"{key}_seq"] = mod.sequence[index, :width].float()
                 out[f"{key}_mask"] = torch.arange(width)[None, :] < lengths[:, None]
+        if "tokens" in needs:
+            if tokens not in self.tokens:
+                raise ValueError(f"{self.name}: no token ids {tokens!r}; call tokenize() first")
+            ids = self.tokens[tokens]
+            lengths = ids.lengths[index]
+            width = max(int(lengths.max()), 1)
+            out["t_tokens"] = ids.ids[index, :width]
+            out["t_tokens_mask"] = torch.arange(width)[None, :] < lengths[:, None]
         for target in ("score", "label", "labels"):
             value = getattr(self, target)
             if value is not None:
                 out[target] = value[index]
         return out
+
+    def dialogue_table(self, rows: np.ndarray) -> Tensor:
+        """``rows`` grouped into dialogues in turn order: ``(D, T)`` row ids, -1 = padding.
+
+        Dialogues keep the order of their first row in ``rows``; turns are ordered by ``utt_index``
+        (row order when the dataset has none). Only the given rows appear, so training never sees
+        the validation turns of a dialogue split across subsets.
+        """
+        if self.dialogue_id is None:
+            raise ValueError(f"{self.name} has no dialogue ids, so it cannot be batched by dialogue")
+        rows = np.asarray(rows, dtype=np.int64)
+        names, first, dialogue = np.unique(self.dialogue_id[rows].astype(str), return_index=True,
+                                           return_inverse=True)
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(names))
+        dialogue = rank[dialogue]
+        turn = self.utt_index[rows] if self.utt_index is not None else np.arange(len(rows))
+        order = np.lexsort((np.arange(len(rows)), turn, dialogue))  # by dialogue, then turn, then row order
+        dialogue, sorted_rows = dialogue[order], rows[order]
+        counts = np.bincount(dialogue, minlength=len(names))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        position = np.arange(len(rows)) - starts[dialogue]
+        table = np.full((len(names), int(counts.max()) if len(rows) else 0), -1, dtype=np.int64)
+        table[dialogue, position] = sorted_rows
+        return torch.from_numpy(table)
+
+    def dialogue_batch(self, table: Tensor, needs: Collection[str] = ("vectors", "dialogues"),
+                       tokens: str | None = None) -> dict[str, Tensor]:
+        """Model inputs for whole dialogues: ``table`` is (D, T) row ids with -1 padding, as made by
+        :meth:`dialogue_table`; keys as in the module docstring."""
+        table = table[:, :max(int((table >= 0).sum(1).max()), 1)]
+        turn_mask = table >= 0
+        rows = table[turn_mask]
+        out = self.batch(rows, needs, tokens)
+        out["turn_mask"] = turn_mask
+        out["dlg_rows"] = table
+        for key in self.modalities:
+            grid = torch.zeros(*table.shape, out[key].shape[1])
+            grid[turn_mask] = out[key]
+            out[f"{key}_dlg"] = grid
+        if self.speaker is not None:
+            codes = torch.from_numpy(self.speaker_codes())[table.clamp(min=0)]
+            out["speaker_ids"] = _first_appearance_codes(codes, turn_mask)
+        return out
+
+
+def _first_appearance_codes(codes: Tensor, mask: Tensor) -> Tensor:
+    """Renumber (D, T) speaker codes 0, 1, ... per dialogue in order of first appearance (0 at padding)."""
+    out = torch.zeros_like(codes)
+    for d in range(codes.shape[0]):  # one small unique per dialogue, not per sample
+        real = codes[d][mask[d]]
+        _, inverse = torch.unique(real, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1 if len(real) else 0,), len(real), dtype=torch.long)
+        first.scatter_reduce_(0, inverse, torch.arange(len(real)), reduce="amin")
+        rank = torch.argsort(torch.argsort(first))
+        out[d, :len(real)] = rank[inverse]
+    return out
+

@@ -74,6 +74,7 @@ def _iemocap_dataset(name: str, frame: pd.DataFrame, path: Path, class_names: li
         group=speaker,
         default_task="classification",
         meta={**recipe, **meta},
+        text=frame["text"].astype(str).to_numpy(str),
     )
 
 
@@ -133,6 +134,7 @@ def _load_meld(root: Path, sequences: bool, column: str, class_names: list[str],
         group=dialogue.to_numpy(str),
         default_task="classification",
         meta={**recipe, "split": "official MELD train 9989 / dev 1109 (valid) / test 2610"},
+        text=frame["Utterance"].astype(str).to_numpy(str),
     )
 
 

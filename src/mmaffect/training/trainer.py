@@ -1,9 +1,14 @@
-"""The one training loop. Models declare modules and loss terms; this file does everything else.
+"""The one training loop. Models declare modules, inputs and loss terms; this file does everything else.
 
-Data stay in memory as tensors: an epoch is a random permutation of row indices cut into batches,
-each batch a few tensor gathers (:meth:`AffectDataset.batch`), no DataLoader workers, no per-sample
-Python. Model and epoch selection look at the validation rows only. All state is local to
-:func:`fit` (no module globals), so several processes (torchrun) can each run it.
+Data stay in memory as tensors: an epoch is a random permutation of units (rows, or whole dialogues
+for models that need them) cut into batches, each batch a few tensor gathers
+(:meth:`AffectDataset.batch`), no DataLoader workers, no per-sample Python. The loop owns gradient
+accumulation (``train.accumulate`` micro-batches per optimizer step, each weighted by its share of
+the step's rows, so K x B equals one batch of K*B for mean losses), per-step warm-up and
+linear/cosine decay, optional bfloat16 autocast, device placement, and data parallelism under
+torchrun (:mod:`mmaffect.training.distributed`). Models change the step only through their hooks
+(:class:`mmaffect.models.base.AffectModel`). Model and epoch selection look at the validation rows
+only. All state is local to :func:`fit` (no module globals).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import copy
 import math
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +28,9 @@ from tqdm.auto import tqdm
 
 from mmaffect.data.dataset import AffectDataset
 from mmaffect.errors import ConfigError
-from mmaffect.models.base import AffectModel
+from mmaffect.models.base import AffectModel, EpochState
 from mmaffect.tasks import Task
+from mmaffect.training import distributed
 from mmaffect.training.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
@@ -55,8 +62,8 @@ class FitResult:
 
 
 def batches(rows: Tensor, batch_size: int, generator: torch.Generator | None) -> Iterator[Tensor]:
-    """Shuffled (if a generator is given) batches of ``rows``; a 1-row tail joins the previous batch
-    so BatchNorm never sees a batch of one."""
+    """Shuffled (if a generator is given) batches of ``rows`` (row ids, or the rows of a dialogue
+    table); a 1-unit tail joins the previous batch so BatchNorm never sees a batch of one."""
     order = rows[torch.randperm(len(rows), generator=generator)] if generator is not None else rows
     starts = list(range(0, len(order), batch_size))
     if len(starts) > 1 and len(order) - starts[-1] == 1:
@@ -66,19 +73,115 @@ def batches(rows: Tensor, batch_size: int, generator: torch.Generator | None) ->
         yield order[start:end]
 
 
-@torch.inference_mode()
-def predict_outputs(model: AffectModel, data: AffectDataset, rows: np.ndarray, batch_size: int = 4096
+class Feeder:
+    """Turns units of ``rows`` into the batches ``model`` declares it needs (``AffectModel.needs``).
+
+    Units are row ids, or for ``"dialogues"`` the rows of a (D, T) dialogue table. Token ids are
+    computed once per dataset (:meth:`AffectDataset.tokenize`) the first time a model needs them.
+    """
+
+    def __init__(self, data: AffectDataset, model: AffectModel, rows: np.ndarray):
+        self.data = data
+        self.needs = frozenset(model.needs)
+        self.tokens = None
+        if "tokens" in self.needs:
+            if data.text is None:
+                raise ConfigError(f"{data.name} keeps no raw text; model {type(model).__name__} needs token ids")
+            data.tokenize(model.tokenizer, model.max_tokens)
+            self.tokens = f"{model.tokenizer}@{model.max_tokens}"
+        if "dialogues" in self.needs:
+            if data.dialogue_id is None:
+                raise ConfigError(f"{data.name} has no dialogue ids; model {type(model).__name__} needs dialogues")
+            self.units = data.dialogue_table(rows)
+        else:
+            self.units = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+
+    def epoch(self, units: Tensor, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
+        """The batches of one pass over ``units`` (shuffled with a generator).
+
+        Token batches are cut to their longest row, so with token ids the shuffled units are sorted
+        by length within windows of 50 batches and the batches then shuffled: a batch holds rows of
+        similar length (about half the padding of random batches) while every epoch still mixes.
+        """
+        parts = list(batches(units, batch_size, generator))
+        if self.tokens is None or len(parts) < 2:
+            return parts
+        order = torch.cat(parts)
+        lengths = self.data.tokens[self.tokens].lengths[order]
+        window = 50 * batch_size
+        for start in range(0, len(order), window):
+            chunk = slice(start, start + window)
+            order[chunk] = order[chunk][torch.sort(lengths[chunk], stable=True).indices]
+        sized = list(batches(order, batch_size, None))
+        if generator is None:
+            return sized
+        return [sized[i] for i in torch.randperm(len(sized), generator=generator).tolist()]
+
+    def batch(self, units: Tensor) -> dict[str, Tensor]:
+        if "dialogues" in self.needs:
+            return self.data.dialogue_batch(units, self.needs, self.tokens)
+        return self.data.batch(units, self.needs, self.tokens)
+
+    def n_rows(self, units: Tensor) -> int:
+        """Rows (turns) in a batch of units, known without building it."""
+        return int((units >= 0).sum()) if units.ndim == 2 else len(units)
+
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _autocast(cfg: TrainConfig | None, device: torch.device):
+    if cfg is None or not cfg.bf16:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_outputs(model: AffectModel, data: AffectDataset, rows: np.ndarray, batch_size: int = 4096,
+                    keys: tuple[str, ...] | None = OUTPUT_KEYS, cfg: TrainConfig | None = None
                     ) -> dict[str, Tensor]:
-    """Model outputs (the head tensors) for ``rows``, in order, in eval mode."""
+    """Model outputs for ``rows``, in that order, in eval mode, as float32 CPU tensors.
+
+    ``keys=None`` keeps every per-row output (features too). Under torchrun each rank predicts a
+    shard of the units and every rank receives all rows, so metrics equal the single-process ones.
+    """
     was_training = model.training
     model.eval()
+    feeder = Feeder(data, model, rows)
+    device = next(model.parameters(), torch.empty(0)).device
     parts: dict[str, list[Tensor]] = {}
-    for idx in batches(torch.as_tensor(rows), batch_size, None):
-        for key, value in model(data.batch(idx)).items():
-            if key in OUTPUT_KEYS:
-                parts.setdefault(key, []).append(value.float())
+    seen: list[Tensor] = []
+    for units in feeder.epoch(distributed.shard(feeder.units), batch_size, None):
+        batch = _to(feeder.batch(units), device)
+        with _autocast(cfg, device):
+            outputs = model(batch)
+        index = batch["index"].cpu()
+        seen.append(index)
+        for key, value in outputs.items():
+            if (keys is None or key in keys) and isinstance(value, Tensor) and value.ndim >= 1 \
+                    and value.shape[0] == len(index):
+                parts.setdefault(key, []).append(value.detach().float().cpu())
     model.train(was_training)
-    return {k: torch.cat(v) for k, v in parts.items()}
+    local = {k: torch.cat(v) for k, v in parts.items()}
+    local["index"] = torch.cat(seen) if seen else torch.empty(0, dtype=torch.long)
+    gathered = distributed.all_gather_objects(local)
+    index = torch.cat([g["index"] for g in gathered])
+    rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+    position = torch.full((int(rows_t.max()) + 1 if len(rows_t) else 0,), -1, dtype=torch.long)
+    position[rows_t] = torch.arange(len(rows_t))
+    where = position[index]
+    out = {}
+    for key in gathered[0]:
+        if key == "index":
+            continue
+        value = torch.cat([g[key] for g in gathered])
+        ordered = torch.empty((len(rows), *value.shape[1:]), dtype=value.dtype)
+        ordered[where] = value
+        out[key] = ordered
+    return out
 
 
 def total_loss(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
@@ -88,7 +191,7 @@ def total_loss(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
 def evaluate_rows(model: AffectModel, data: AffectDataset, rows: np.ndarray, task: Task,
                   cfg: TrainConfig) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Task loss and metrics on ``rows``; returns ``(metrics incl. "loss", predictions)``."""
-    outputs = predict_outputs(model, data, rows, cfg.eval_batch_size)
+    outputs = predict_outputs(model, data, rows, cfg.eval_batch_size, cfg=cfg)
     targets = target_rows(data, rows)
     loss = float(total_loss(task.losses(outputs, targets), cfg.loss_weights))
     pred = task.predictions(outputs)
@@ -101,27 +204,48 @@ def target_rows(data: AffectDataset, rows: np.ndarray) -> dict[str, Tensor]:
     return {k: getattr(data, k)[index] for k in ("score", "label", "labels") if getattr(data, k) is not None}
 
 
-def _make_optimizer(model: AffectModel, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The fused CPU kernels of Adam/AdamW/SGD update a 9 M-weight TFN ~7x faster than the default."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over parameter groups (a group's own lr/weight_decay win over ``cfg``).
+
+    The fused CPU kernels of Adam/AdamW/SGD update a 9 M-weight TFN ~7x faster than the default.
+    """
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, fused=True, **kwargs)
+        return torch.optim.Adam(groups, fused=True, **kwargs)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, fused=True, **kwargs)
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, **kwargs)
-    return torch.optim.SGD(params, momentum=0.9, fused=True, **kwargs)
+        return torch.optim.RMSprop(groups, **kwargs)
+    return torch.optim.SGD(groups, momentum=0.9, fused=True, **kwargs)
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    if cfg.scheduler == "plateau":
-        mode = "min" if cfg.select in LOWER_IS_BETTER else "max"
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5,
-                                                          patience=max(cfg.patience // 3, 1))
-    return None
+class StepSchedule:
+    """Learning-rate factor per optimizer step: linear warm-up over ``warmup_epochs`` plus
+    ``warmup_ratio`` of all steps, then constant (``none``/``plateau``), linear decay to 0 or
+    cosine decay to 0 at the last step of ``cfg.epochs``. Groups keep their own base lr."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+        self.kind = cfg.scheduler
+        self.total = max(cfg.epochs * steps_per_epoch, 1)
+        self.warmup = cfg.warmup_epochs * steps_per_epoch + round(cfg.warmup_ratio * self.total)
+
+    def factor(self, step: int) -> float | None:
+        """Factor for the 0-based optimizer ``step``; None = leave the lr alone (plateau's business)."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "linear":
+            return max(self.total - step, 0) / max(self.total - self.warmup, 1)
+        if self.kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min((step - self.warmup) / max(self.total - self.warmup, 1), 1)))
+        return 1.0 if self.kind == "none" else None
+
+    def apply(self, optimizers: list[torch.optim.Optimizer], step: int) -> None:
+        factor = self.factor(step)
+        if factor is None:
+            return
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
 
 
 def _improved(value: float, best: float, select: str) -> bool:
@@ -130,78 +254,116 @@ def _improved(value: float, best: float, select: str) -> bool:
     return value < best if select in LOWER_IS_BETTER else value > best
 
 
+def _optimizers(model: AffectModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    optimizers = model.configure_optimizers(cfg) or [make_optimizer(model.param_groups(cfg), cfg)]
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+    return optimizers
+
+
+def _optim_prefix(i: int) -> str:
+    return "optim/" if i == 0 else f"optim{i}/"
+
+
+def _check_finite(loss: Tensor, terms: dict[str, Tensor], epoch: int) -> None:
+    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()) else 1.0])
+    if float(distributed.all_reduce_sum(bad)):  # every rank stops together
+        raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}: "
+                                 + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items()))
+
+
 def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndarray, valid_rows: np.ndarray,
         cfg: TrainConfig, seed: int, workdir: Path | None = None, progress: bool = True,
         desc: str = "train") -> FitResult:
     """Train ``model`` on ``train_rows``, early-stopping and selecting on ``valid_rows``.
 
-    With ``workdir``, the full training state (weights, optimizer, scheduler, RNG, best weights) is
-    saved atomically to ``workdir/last.safetensors`` at the end of an epoch once
-    ``cfg.checkpoint_seconds`` have passed since the last save (and after the final epoch). An
-    interrupted call resumes from it; since training is deterministic given the restored RNG states,
-    it ends with the same weights as an uninterrupted one.
+    With ``workdir``, the full training state (weights incl. buffers, optimizers, schedule position,
+    RNG, best weights) is saved atomically to ``workdir/last.safetensors`` at the end of an epoch once
+    ``cfg.checkpoint_seconds`` have passed since the last save (and after the final epoch), by rank 0
+    only. An interrupted call resumes from it; since training is deterministic given the restored RNG
+    states, it ends with the same weights as an uninterrupted one.
     """
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise ConfigError(f"{data.name}: empty training ({len(train_rows)}) or validation ({len(valid_rows)}) rows")
+    device = distributed.device()
+    model.to(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = _make_optimizer(model, cfg)
-    scheduler = _make_scheduler(optimizer, cfg)
+    feeder = Feeder(data, model, train_rows)
+    optimizers = _optimizers(model, cfg)
+    steps_per_epoch = math.ceil(len(list(batches(feeder.units, cfg.batch_size, None))) / cfg.accumulate)
+    schedule = StepSchedule(cfg, steps_per_epoch)
+    mode = "min" if cfg.select in LOWER_IS_BETTER else "max"
+    plateaus = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode=mode, factor=0.5, patience=max(cfg.patience // 3, 1))
+                for o in optimizers] if cfg.scheduler == "plateau" else []
     select = cfg.select
     best_value = math.inf if select in LOWER_IS_BETTER else -math.inf
     best_state = copy.deepcopy(model.state_dict())
-    best_epoch, bad_epochs, start_epoch, seconds = 0, 0, 0, 0.0
+    best_epoch, bad_epochs, start_epoch, seconds, step = 0, 0, 0, 0.0, 0
     history: list[dict] = []
     state_path = workdir / "last.safetensors" if workdir is not None else None
     if state_path is not None and state_path.exists():
         tensors, meta = load_tensors(state_path)
         model.load_state_dict(unprefixed(tensors, "model/"))
         best_state = unprefixed(tensors, "best/")
-        optimizer.load_state_dict(optimizer_from_tensors(unprefixed(tensors, "optim/"), meta["optimizer"]))
-        if scheduler is not None:
-            scheduler.load_state_dict(meta["scheduler"])
+        for i, (optimizer, plain) in enumerate(zip(optimizers, meta["optimizers"], strict=True)):
+            optimizer.load_state_dict(optimizer_from_tensors(unprefixed(tensors, _optim_prefix(i)), plain))
+        for plateau, plain in zip(plateaus, meta["plateaus"], strict=True):
+            plateau.load_state_dict(plain)
         torch.set_rng_state(tensors["rng/torch"])
         generator.set_state(tensors["rng/shuffle"])
         start_epoch, best_epoch, best_value = meta["epoch"], meta["best_epoch"], meta["best_value"]
-        bad_epochs, seconds, history = meta["bad_epochs"], meta["seconds"], meta["history"]
+        bad_epochs, seconds, history, step = meta["bad_epochs"], meta["seconds"], meta["history"], meta["step"]
 
+    params = [p for p in model.parameters() if p.requires_grad]
     saved_at = time.monotonic()
-    train_index = torch.as_tensor(train_rows)
-    steps_per_epoch = len(list(batches(train_index, cfg.batch_size, None)))
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress, leave=False,
-               initial=start_epoch, total=cfg.epochs)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress or not distributed.is_main(),
+               leave=False, initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
         if bad_epochs >= cfg.patience:
             break
         started = time.perf_counter()
         model.train()
-        running, count = 0.0, 0
-        for step, idx in enumerate(batches(train_index, cfg.batch_size, generator)):
-            if epoch < cfg.warmup_epochs:
-                scale = (epoch * steps_per_epoch + step + 1) / (cfg.warmup_epochs * steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * scale
-            batch = data.batch(idx)
-            outputs = model(batch)
-            terms = task.losses(outputs, batch) | model.extra_losses(outputs, batch)
-            loss = total_loss(terms, cfg.loss_weights)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}: "
-                                         + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+        running = torch.zeros(2, dtype=torch.float64)  # loss x rows, rows (summed over ranks at epoch end)
+        micro = feeder.epoch(feeder.units, cfg.batch_size, generator)
+        for first in range(0, len(micro), cfg.accumulate):
+            group = micro[first:first + cfg.accumulate]
+            step_rows = sum(feeder.n_rows(units) for units in group)
+            schedule.apply(optimizers, step)
+            for units in group:
+                local = distributed.shard(units)
+                n_local = feeder.n_rows(local)
+                if n_local == 0:
+                    continue
+                batch = _to(feeder.batch(local), device)
+                with _autocast(cfg, device):
+                    terms = model.training_step(batch, task)
+                    loss = total_loss(terms, cfg.loss_weights)
+                _check_finite(loss, terms, epoch)
+                (loss * (n_local / step_rows)).backward()
+                running += torch.tensor([float(loss.detach()) * n_local, n_local], dtype=torch.float64)
+            distributed.all_reduce_gradients(params)
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            running += float(loss.detach()) * len(idx)
-            count += len(idx)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            for optimizer in optimizers:
+                optimizer.step()
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            step += 1
+        loss_sum, rows_seen = distributed.all_reduce_sum(running).tolist()
+        train_loss = loss_sum / max(rows_seen, 1)
+        model.on_epoch_end(EpochState(
+            epoch=epoch + 1, data=data, train_rows=train_rows,
+            outputs=lambda rows: predict_outputs(model, data, rows, cfg.eval_batch_size, keys=None, cfg=cfg)))
         valid_metrics, _ = evaluate_rows(model, data, valid_rows, task, cfg)
         value = valid_metrics.get(select)
         if value is None:
             raise ConfigError(f"train.select={select!r} is not a validation metric; "
                               f"choose from {', '.join(valid_metrics)}")
-        if scheduler is not None and epoch >= cfg.warmup_epochs:
-            scheduler.step(value) if cfg.scheduler == "plateau" else scheduler.step()
+        if epoch >= cfg.warmup_epochs:
+            for plateau in plateaus:
+                plateau.step(value)
         if _improved(value, best_value, select):
             best_value, best_epoch, bad_epochs = value, epoch + 1, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -209,20 +371,23 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
             bad_epochs += 1
         epoch_seconds = time.perf_counter() - started
         seconds += epoch_seconds
-        history.append({"epoch": epoch + 1, "seconds": epoch_seconds, "train_loss": running / max(count, 1),
+        history.append({"epoch": epoch + 1, "seconds": epoch_seconds, "train_loss": train_loss,
                         "valid_loss": valid_metrics["loss"], f"valid_{select}": value})
-        bar.set_postfix(train=f"{running / max(count, 1):.4f}", valid=f"{valid_metrics['loss']:.4f}")
+        bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_metrics['loss']:.4f}")
         last_epoch = bad_epochs >= cfg.patience or epoch + 1 == cfg.epochs
-        if state_path is not None and (time.monotonic() - saved_at >= cfg.checkpoint_seconds or last_epoch):
+        if state_path is not None and distributed.is_main() and (
+                time.monotonic() - saved_at >= cfg.checkpoint_seconds or last_epoch):
             saved_at = time.monotonic()
-            opt_tensors, opt_plain = optimizer_to_tensors(optimizer.state_dict())
-            save_tensors(state_path,
-                         prefixed(model.state_dict(), "model/") | prefixed(best_state, "best/")
-                         | prefixed(opt_tensors, "optim/") | rng_tensors(generator),
+            tensors = prefixed(model.state_dict(), "model/") | prefixed(best_state, "best/") | rng_tensors(generator)
+            plains = []
+            for i, optimizer in enumerate(optimizers):
+                opt_tensors, opt_plain = optimizer_to_tensors(optimizer.state_dict())
+                tensors |= prefixed(opt_tensors, _optim_prefix(i))
+                plains.append(opt_plain)
+            save_tensors(state_path, tensors,
                          {"epoch": epoch + 1, "best_epoch": best_epoch, "best_value": best_value,
-                          "bad_epochs": bad_epochs, "seconds": seconds, "history": history,
-                          "optimizer": opt_plain,
-                          "scheduler": scheduler.state_dict() if scheduler is not None else None})
+                          "bad_epochs": bad_epochs, "seconds": seconds, "history": history, "step": step,
+                          "optimizers": plains, "plateaus": [p.state_dict() for p in plateaus]})
     bar.close()
     return FitResult(best_state=best_state, best_epoch=best_epoch, epochs_run=len(history),
                      best_value=best_value, history=history, seconds=seconds)
