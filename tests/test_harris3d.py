@@ -110,7 +110,7 @@ def test_video_encoder_and_st3dh_on_frames():
         out = enc(clips)
         assert out.shape == (2, 5) and torch.isfinite(out).all()
     spec = ModelSpec(dims={"t": 6, "a": 4, "v": 3}, seq_dims={"t": 6, "a": 4, "v": 3}, heads={"score": 1})
-    model = create_model("st3dh", spec, dim=8, max_len=4, hidden=8, video_frames=True)
+    model = create_model("st3dh", spec, dim=8, max_len=4, hidden=8, video_frames=True, video_channels=(4, 8))
     mask = torch.tensor([[True, True, False], [True, False, False]])
     batch = {"t_seq": torch.randn(2, 3, 6), "t_mask": mask, "a_seq": torch.randn(2, 3, 4), "a_mask": mask,
              "v_seq": torch.randn(2, 3, 3), "v_mask": mask, "t": torch.randn(2, 6), "a": torch.randn(2, 4),

@@ -251,3 +251,14 @@ class DeepMSIMER(AffectModel):
         terms = [cross_modal_supcon(outputs["proj_v"], outputs[f"proj_{m}"], same, self.temperature)
                  for m in partners]
         return {"con": sum(terms) / len(terms)}
+
+
+@register_model("deepmsi-mer-vec", description="DeepMSI-MER on utterance vectors only (the video is one token, so "
+                "VSC keeps it and the TCN sees one step), for datasets without sequences",
+                train_defaults={"lr": 5e-5, "weight_decay": 1e-5, "batch_size": 16, "epochs": 30, "patience": 4,
+                                "select": "f1_weighted", "loss_weights": {"con": 0.5}})
+class DeepMSIMERVectors(DeepMSIMER):
+    """The same model for vector-only datasets (mosi-bclstm): its fusion, classifier and contrastive loss
+    run as in the paper; compression has nothing to drop from a single visual token."""
+
+    input_form = "vector"

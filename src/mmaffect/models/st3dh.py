@@ -62,7 +62,7 @@ class ST3DH(AffectModel):
             i) or ``off``.
         tensor_op: ``add`` (paper) or ``product`` (ablation).
         video_frames: read grayscale clips ``v_frames`` (B, L, T, H, W) and encode them with the 3-D
-            CNN; ``harris`` then switches the Harris weight map on/off.
+            CNN (``video_channels`` per block); ``harris`` then switches the Harris weight map on/off.
         head_hidden, dropout: the prediction head, Dense(head_hidden) -> ReLU -> Dropout [A].
     """
 
@@ -70,7 +70,8 @@ class ST3DH(AffectModel):
 
     def __init__(self, spec: ModelSpec, *, dim: int = 64, max_len: int = 50, hidden: int = 64,
                  temporal_attention: bool = True, tensor_attention: str = "full", tensor_op: str = "add",
-                 video_frames: bool = False, harris: bool = True, head_hidden: int = 128, dropout: float = 0.1):
+                 video_frames: bool = False, harris: bool = True, video_channels: tuple[int, ...] = (32, 64, 128),
+                 head_hidden: int = 128, dropout: float = 0.1):
         super().__init__(spec)
         if tensor_attention not in TENSOR_ATTENTION:
             raise ConfigError(f"st3dh: tensor_attention must be one of {', '.join(TENSOR_ATTENTION)}")
@@ -91,7 +92,7 @@ class ST3DH(AffectModel):
         encoders = {}
         for m in present:
             if m == "v" and self.video_frames:
-                encoders[m] = Harris3DVideoEncoder(out_dim=dim, harris=harris)
+                encoders[m] = Harris3DVideoEncoder(tuple(video_channels), out_dim=dim, harris=harris)
             else:
                 encoders[m] = nn.Sequential(nn.Linear(spec.seq_dims.get(m, spec.dims[m]), dim), nn.ReLU())
         self.encoders = nn.ModuleDict(encoders)
