@@ -221,3 +221,15 @@ def test_bc_lstm_trains_on_whole_videos_and_predicts_in_row_order(mosi):
     shuffled = predict_outputs(model, data, rows, batch_size=5)["score"]
     ordered = predict_outputs(model, data, np.sort(rows))["score"]
     torch.testing.assert_close(shuffled[np.argsort(rows)], ordered)  # same dialogues, any row order
+
+
+def test_bf16_autocast_trains(mosi):
+    data, splits = mosi
+    task = make_task(data)
+    torch.manual_seed(0)
+    model = create_model("bc-lstm", model_spec(data, task))
+    cfg = TrainConfig(epochs=2, batch_size=8, bf16=True)
+    result = fit(model, data, task, splits["train"], splits["valid"], cfg, seed=0, progress=False)
+    assert all(np.isfinite(h["valid_loss"]) for h in result.history)
+    assert next(model.parameters()).dtype == torch.float32  # weights stay float32; only the forward is bf16
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -69,7 +69,9 @@ class EpochState:
         data: the (standardised) dataset being trained on.
         train_rows: the training rows.
         outputs: eval-mode forward over the given rows, every output key (features too), in row
-            order; under data parallelism each rank computes a shard and all ranks get every row.
+            order; under data parallelism each rank computes a shard and all ranks get every row,
+            so every rank must make the same calls (the hook runs on every rank, and buffers it
+            updates from these outputs stay identical across ranks).
     """
 
     epoch: int

@@ -42,6 +42,7 @@ class TextFinetune(AffectModel):
         self.encoder = AutoModel.from_pretrained(model_source(model_name))
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # BERT's [CLS] pooler is unused (we mean-pool); no dead weights
+            self.register_load_state_dict_pre_hook(_drop_pooler)  # checkpoints that still carry it
         self.dropout = nn.Dropout(dropout)
         self.heads = Heads(int(self.encoder.config.hidden_size), spec.heads)
 
@@ -55,3 +56,8 @@ class TextFinetune(AffectModel):
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
         return [{"params": list(self.encoder.parameters()), "lr": self.encoder_lr},
                 {"params": list(self.heads.parameters())}]
+
+
+def _drop_pooler(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    for key in [k for k in state_dict if k.startswith(f"{prefix}encoder.pooler.")]:
+        del state_dict[key]

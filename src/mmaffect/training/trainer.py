@@ -174,10 +174,10 @@ def predict_outputs(model: AffectModel, data: AffectDataset, rows: np.ndarray, b
     position[rows_t] = torch.arange(len(rows_t))
     where = position[index]
     out = {}
-    for key in gathered[0]:
+    for key in next((g for g in gathered if len(g["index"])), gathered[0]):  # a rank may have had no rows
         if key == "index":
             continue
-        value = torch.cat([g[key] for g in gathered])
+        value = torch.cat([g[key] for g in gathered if key in g])
         ordered = torch.empty((len(rows), *value.shape[1:]), dtype=value.dtype)
         ordered[where] = value
         out[key] = ordered
@@ -334,7 +334,8 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
             for units in group:
                 local = distributed.shard(units)
                 n_local = feeder.n_rows(local)
-                if n_local == 0:
+                if n_local == 0:  # more ranks than units: take part in the collectives only
+                    _check_finite(torch.zeros(()), {}, epoch)
                     continue
                 batch = _to(feeder.batch(local), device)
                 with _autocast(cfg, device):
