@@ -249,3 +249,22 @@ def test_training_recipe_records_extraction_and_reader_options():
     old = {"dataset": "cache:/c", "modalities": ["v"], "features": meta}  # a checkpoint from before the recipe
     assert FeatureRecipe.from_checkpoint(old).extraction == recipe.extraction
     assert json.loads(json.dumps(recipe.to_dict())) == recipe.to_dict()
+
+
+def test_a_token_model_gets_the_raw_text(trained, tmp_path):
+    """text-finetune reads token ids of the raw text, not the sentence vectors: predict must hand it the text."""
+    from mmaffect.models import ModelSpec, create_model
+    from mmaffect.training.checkpoint import prefixed, save_tensors
+
+    _, out = trained
+    meta = dict(mmaffect.load(out / "seed0").meta)
+    spec = ModelSpec(dims={"t": 64}, seq_dims={}, heads={"logits": 2})
+    torch.manual_seed(0)
+    model = create_model("text-finetune", spec).eval()
+    path = tmp_path / "finetune.safetensors"
+    save_tensors(path, prefixed(model.state_dict(), "model/"),
+                 {**meta, "model": "text-finetune", "model_args": {}, "spec": spec.to_dict()})
+    predictor = mmaffect.load(path)
+    single, pair = predictor.predict(text="glad"), predictor.predict(text=["glad", "awful sad poor the day"])
+    assert single["probabilities"] == pytest.approx(pair[0]["probabilities"], abs=1e-5)
+    assert pair[0]["probabilities"] != pytest.approx(pair[1]["probabilities"], abs=1e-4)  # the text matters

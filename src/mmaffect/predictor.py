@@ -189,7 +189,7 @@ class Predictor:
         modality, recipe = text_modality(texts, self.sequences)
         self.recipe.check_text_encoder(recipe.get("text_encoder"), "text")
         return AffectDataset(name="input", ids=np.array([f"input{i}" for i in range(len(texts))]),
-                             modalities={"t": modality}, meta=recipe)
+                             modalities={"t": modality}, meta=recipe, text=np.array(texts, dtype=str))
 
     def _check_text_source(self) -> None:
         if not self.recipe.text_encoder:
@@ -230,7 +230,8 @@ class Predictor:
             modalities["t"], text_recipe = text_modality(transcripts, self.sequences)
             self.recipe.check_text_encoder(text_recipe.get("text_encoder"), items[0][1])
             meta.update(text_recipe)
-        data = AffectDataset(name="media", ids=np.array(ok), modalities=modalities, meta=meta)
+        data = AffectDataset(name="media", ids=np.array(ok), modalities=modalities, meta=meta,
+                             text=np.array(transcripts, dtype=str))
         return data, failed, records
 
     def _records(self, outputs: dict[str, Tensor]) -> list[dict]:
