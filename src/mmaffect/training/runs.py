@@ -40,6 +40,7 @@ from mmaffect.tasks import Task, make_task
 from mmaffect.training import distributed
 from mmaffect.training.checkpoint import prefixed, save_tensors
 from mmaffect.training.config import CVConfig, ExperimentConfig
+from mmaffect.training.selection import choose_config
 from mmaffect.training.trainer import evaluate_rows, fit, target_rows
 
 
@@ -189,6 +190,8 @@ def run_one(config: ExperimentConfig, data: AffectDataset, plan: RunPlan, rundir
     task = make_task(data, config.task, threshold=config.threshold, score_loss=config.train.score_loss,
                      class_weights=config.train.class_weights, train_index=plan.train)
     spec = model_spec(data, task)
+    # small data: capacity/regularisation chosen on the valid rows (test rows are not passed)
+    config, search = choose_config(config, data, task, spec, plan.seed, plan.train, plan.valid)
     torch.manual_seed(plan.seed)
     model = create_model(config.model, spec, **config.model_args)
     result = fit(model, data, task, plan.train, plan.valid, config.train, plan.seed, workdir=rundir,
@@ -210,7 +213,7 @@ def run_one(config: ExperimentConfig, data: AffectDataset, plan: RunPlan, rundir
               "n_train": len(plan.train), "n_valid": len(plan.valid), "n_test": len(plan.test),
               "valid": valid_metrics, "test": test_metrics,
               "test_report": task.report(test_pred, {k: v.numpy() for k, v in target_rows(data, plan.test).items()}),
-              "history": result.history}
+              "history": result.history, **({"search": search} if search else {})}
     if distributed.is_main():
         write_json(rundir / "result.json", record)
         (rundir / "last.safetensors").unlink(missing_ok=True)

@@ -1,3 +1,3 @@
-"""Classic baselines: single-modality MLPs, early fusion (MLP, LSTM), LF-DNN, TFN, LMF."""
+"""Classic baselines: linear, single-modality MLPs, early fusion (MLP, LSTM), LF-DNN, TFN, LMF."""
 
-from mmaffect.models.baselines import ef, lf_dnn, lmf, tfn, unimodal  # noqa: F401
+from mmaffect.models.baselines import ef, lf_dnn, linear, lmf, tfn, unimodal  # noqa: F401
