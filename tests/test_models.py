@@ -36,6 +36,22 @@ def tiny_batch(spec: ModelSpec, size: int, seed: int = 0) -> dict[str, torch.Ten
         mask = torch.arange(5)[None, :] < lengths[:, None]
         batch[f"{m}_seq"] = steps * mask[..., None]
         batch[f"{m}_mask"] = mask
+    # token ids (AffectModel.needs "tokens"): word pieces of the packaged MiniLM vocabulary, right-padded
+    lengths = torch.randint(1, 8, (size,), generator=gen)
+    lengths[0] = 8
+    token_mask = torch.arange(8)[None, :] < lengths[:, None]
+    batch["t_tokens"] = torch.randint(1000, 2000, (size, 8), generator=gen) * token_mask
+    batch["t_tokens_mask"] = token_mask
+    # whole dialogues (needs "dialogues"): the rows as dialogues of up to 4 turns, keys as in data/dataset.py
+    turns = min(size, 4)
+    turn_mask = (torch.arange(-(-size // turns) * turns) < size).reshape(-1, turns)
+    batch["turn_mask"] = turn_mask
+    batch["dlg_rows"] = torch.where(turn_mask, turn_mask.flatten().cumsum(0).reshape(turn_mask.shape) - 1, -1)
+    batch["speaker_ids"] = (torch.arange(turns) % 2).expand_as(turn_mask) * turn_mask
+    for m, d in spec.dims.items():
+        grid = torch.zeros(*turn_mask.shape, d)
+        grid[turn_mask] = batch[m]
+        batch[f"{m}_dlg"] = grid
     return batch
 
 

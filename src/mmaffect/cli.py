@@ -145,7 +145,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     for info in list_models():
         needs = f" [needs {','.join(info.modalities)}]" if info.modalities else ""
-        print(f"{info.name:<12}{info.input_form:<10}{info.description}{needs}")
+        print(f"{info.name:<16}{','.join(sorted(info.needs)):<20}{info.description}{needs}")
         if args.verbose:
             print("            " + ", ".join(f"{k}={v!r}" for k, v in info.hparams().items()))
     return 0

@@ -80,7 +80,7 @@ def load_mmsa(argument: str, sequences: bool = False) -> AffectDataset:
     if "text" not in parts["train"] and "text_bert" in parts["train"]:
         raise DataError(path, "only 'text_bert' token ids found; mmaffect needs text feature arrays ('text')")
     modalities = {m: _modality(path, parts, key, lk, sequences) for m, key, lk in _MODALITIES}
-    scores, split, ids = [], [], []
+    scores, split, ids, texts = [], [], [], []
     for name, part in parts.items():
         if "regression_labels" not in part:
             raise DataError(path, f"split {name!r} has no 'regression_labels'")
@@ -91,6 +91,8 @@ def load_mmsa(argument: str, sequences: bool = False) -> AffectDataset:
         if len(part_ids) != len(score):
             raise DataError(path, f"split {name!r} has {len(part_ids)} ids but {len(score)} regression_labels")
         ids += part_ids
+        raw = part.get("raw_text")
+        texts += [str(t) for t in raw] if raw is not None and len(raw) == len(score) else [""] * len(score)
     repeated = _first_repeat(ids, split)
     if repeated:
         raise DataError(path, repeated)
@@ -109,5 +111,6 @@ def load_mmsa(argument: str, sequences: bool = False) -> AffectDataset:
         class_names=["negative", "non-negative"],
         split=np.asarray(split, dtype=str),
         default_task="sentiment",
+        text=np.asarray(texts, dtype=str) if any(texts) else None,  # raw_text, for models that tokenise it
         meta={"source": str(path), "format": "MMSA feature pickle"},
     )

@@ -243,6 +243,7 @@ def build_dataset(manifest: Manifest, rows: Sequence[ManifestRow] | None = None,
         speaker=speaker,
         utt_index=column("utt_index", np.int64),
         context=context,
+        text=np.array([r.text for r in rows], dtype=str),  # raw text, for models that tokenise it
         group=speaker if speaker is not None else dialogue,
         default_task=manifest.task or "classification",
         meta=meta,
