@@ -36,7 +36,7 @@ from mmaffect.models.registry import create_model, model_info
 from mmaffect.predictions import prediction_table
 from mmaffect.published import references
 from mmaffect.recipe import training_recipe
-from mmaffect.tasks import Task, make_task
+from mmaffect.tasks import Task, empty_modalities, make_task
 from mmaffect.training import distributed
 from mmaffect.training.checkpoint import prefixed, save_tensors
 from mmaffect.training.config import CVConfig, ExperimentConfig
@@ -290,6 +290,7 @@ def run_experiment(config: ExperimentConfig, output: str | Path, progress: bool 
         "model": config.model,
         "split": split_description(data, config),
         "modalities": list(data.modalities),
+        "empty_modalities": empty_modalities(data),
         "task": "+".join(make_task(data, config.task).kinds),
         "seeds": list(config.seeds),
         "folds": None if config.cv is None else sorted({r["fold"] for r in records}),
