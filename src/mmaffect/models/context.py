@@ -1,32 +1,43 @@
-"""``bc-lstm``: bidirectional contextual LSTM over the utterances of a video or dialogue.
+"""Context models over the utterances of a video or dialogue (issue 20).
 
-Poria et al. (2017), "Context-Dependent Sentiment Analysis in User-Generated Videos": an utterance's
-sentiment depends on its neighbours, so a bidirectional LSTM runs over the utterance vectors of a
-whole video (or dialogue) and a dense layer per turn predicts each utterance. Modalities are
-concatenated per utterance (early fusion), as in the paper's simple variant. The model reads
-dialogue batches (``needs = {"dialogues"}``; keys in :mod:`mmaffect.data.dataset`) and returns its
-heads for the real turns in ``turn_mask`` order.
+All of them read dialogue batches (``needs = {"dialogues"}``; keys in :mod:`mmaffect.data.dataset`),
+concatenate the utterance vectors of every modality per turn (early fusion) and return their heads
+for the real turns in ``turn_mask`` order:
+
+- ``bc-lstm`` (here): bidirectional LSTM over the turns (Poria et al. 2017).
+- ``dialogue-rnn`` (:mod:`mmaffect.models.context_rnn`): speaker-aware global/party/emotion GRUs
+  (Majumder et al. 2019), causal or bidirectional.
+- ``turn-transformer`` (:mod:`mmaffect.models.context_transformer`): self-attention over turns with
+  speaker embeddings, causal (online) or bidirectional (offline).
+
+Every one has ``context=False``: the same modules and weights, but each turn is run as a dialogue of
+one turn, so no information crosses turns. That variant is the no-context floor of the same encoder,
+trained by the same command.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from mmaffect.models import context_rnn, context_transformer  # noqa: F401  (registers the other context models)
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
+from mmaffect.models.context_common import one_turn_dialogues, turn_inputs
 from mmaffect.models.registry import register_model
 
 
 @register_model("bc-lstm", description="bc-LSTM: bidirectional LSTM over the utterance vectors of each "
-                                       "video/dialogue (modalities concatenated); batch = whole dialogues",
+                                       "video/dialogue (modalities concatenated); batch = whole dialogues; "
+                                       "context=false runs each turn alone",
                 train_defaults={"batch_size": 4})
 class BCLSTM(AffectModel):
     needs = frozenset({"vectors", "dialogues"})
 
-    def __init__(self, spec: ModelSpec, *, hidden: int = 64, post_hidden: int = 64, dropout: float = 0.3):
+    def __init__(self, spec: ModelSpec, *, hidden: int = 64, post_hidden: int = 64, dropout: float = 0.3,
+                 context: bool = True):
         super().__init__(spec)
         self.modalities = list(spec.dims)
+        self.context = context
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(sum(spec.dims.values()), hidden), nn.ReLU())
         self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
         self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, post_hidden), nn.ReLU(),
@@ -35,7 +46,9 @@ class BCLSTM(AffectModel):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["turn_mask"]
-        x = self.project(torch.cat([batch[f"{m}_dlg"] for m in self.modalities], dim=-1))
+        x = self.project(turn_inputs(batch, self.modalities))
+        if not self.context:
+            x, mask = one_turn_dialogues(x, mask)
         packed = pack_padded_sequence(x, mask.sum(1).cpu(), batch_first=True, enforce_sorted=False)
         context, _ = self.lstm(packed)
         context, _ = pad_packed_sequence(context, batch_first=True, total_length=mask.shape[1])

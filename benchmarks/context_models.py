@@ -1,0 +1,156 @@
+"""Context models vs their own no-context variants and a TF-IDF floor (issue 20).
+
+For each dataset, every variant below is trained with :func:`mmaffect.training.runs.run_experiment`
+(the ``mmaffect train`` machinery: standardisation and early stopping/selection on the validation
+split, test evaluated once at the end) on the same utterance vectors and seeds; the ``*-nocontext``
+rows are the same model with ``context=false`` (each turn run alone). Text datasets also get a
+TF-IDF + logistic regression floor on the raw transcripts (C chosen on validation f1_weighted;
+deterministic, so no seeds). One JSON per dataset, rewritten after every variant so a partial
+session keeps what finished:
+
+    OMP_WAIT_POLICY=PASSIVE nice -n 5 python benchmarks/context_models.py --dataset meld7-text \
+        --seeds 0 1 2 --threads 1 [--variants dialogue-rnn-bi,turn-transformer-causal] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmaffect.data import load_dataset
+from mmaffect.io import check_output_dir, check_output_file, write_json
+from mmaffect.metrics.classification import classification_metrics, classification_report
+from mmaffect.training.config import ExperimentConfig, TrainConfig
+from mmaffect.training.runs import run_experiment
+
+VARIANTS = {
+    "dialogue-rnn-bi": ("dialogue-rnn", {"bidirectional": True}),
+    "dialogue-rnn-causal": ("dialogue-rnn", {"bidirectional": False}),
+    "dialogue-rnn-nocontext": ("dialogue-rnn", {"bidirectional": False, "context": False}),
+    "turn-transformer-bi": ("turn-transformer", {"causal": False}),
+    "turn-transformer-causal": ("turn-transformer", {"causal": True}),
+    "turn-transformer-nocontext": ("turn-transformer", {"context": False}),
+    "bc-lstm": ("bc-lstm", {}),
+    "bc-lstm-nocontext": ("bc-lstm", {"context": False}),
+}
+# Validation metric that picks the epoch; regression (mosi-bclstm) selects on the L1 loss.
+SELECT = {"iemocap6-text": "f1_weighted", "meld7-text": "f1_weighted", "mosi-bclstm": "loss"}
+HEADLINE = {"iemocap6-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
+            "meld7-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
+            "mosi-bclstm": ("acc2_has0", "acc2_non0", "f1_has0", "mae", "corr")}
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+def tfidf_floor(dataset: str) -> dict:
+    """TF-IDF (word 1-2 grams) + multinomial logistic regression, C chosen on validation f1_weighted."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_dataset(dataset)
+    splits = data.split_indices()
+    text = np.asarray([str(t) for t in data.text])
+    y = data.label.numpy()
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(text[splits["train"]])
+    x = {name: vectorizer.transform(text[rows]) for name, rows in splits.items()}
+    fits = {c: LogisticRegression(C=c, max_iter=3000).fit(x["train"], y[splits["train"]]) for c in C_GRID}
+    valid = {c: classification_metrics(m.predict(x["valid"]), y[splits["valid"]])["f1_weighted"]
+             for c, m in fits.items()}
+    best = max(valid, key=valid.get)
+    pred = fits[best].predict(x["test"])
+    report = classification_report(pred, y[splits["test"]], data.class_names)
+    return {"C": best, "valid_f1_weighted": valid[best], "seconds": time.perf_counter() - started,
+            "test": classification_metrics(pred, y[splits["test"]]),
+            "test_per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}}
+
+
+def summarise_runs(results: dict, rundir: Path, metrics: tuple[str, ...]) -> dict:
+    """Mean ± std per headline metric, per-class test F1 (mean over seeds) and timings."""
+    row = {"test": {m: {"mean": results["test"][m]["mean"], "std": results["test"][m]["std"],
+                        "per_seed": results["test"][m]["per_run"]} for m in metrics},
+           "valid": {m: results["valid"][m]["mean"] for m in metrics},
+           "seeds": results["seeds"], "seconds_per_epoch": results["seconds_per_epoch"],
+           "seconds_per_run": results["train_seconds"] / len(results["seeds"]),
+           "epochs_run": results["epochs_run"], "best_epochs": results["best_epochs"],
+           "n_params": results["n_params"], "config": results["config"]}
+    reports = [json.loads((rundir / f"seed{s}" / "result.json").read_text())["test_report"] for s in results["seeds"]]
+    if reports and reports[0]:
+        names = list(reports[0]["per_class"])
+        row["test_per_class_f1"] = {n: float(np.mean([r["per_class"][n]["f1"] for r in reports])) for n in names}
+    return row
+
+
+def train_config(dataset: str) -> TrainConfig:
+    """Same schedule for every variant; dialogue batches of 8 (whole dialogues)."""
+    return TrainConfig(epochs=60, batch_size=8, lr=1e-3, patience=10, select=SELECT[dataset])
+
+
+def markdown_table(paths: list[str]) -> str:
+    """One markdown row per (dataset, variant) of the given result files: headline metrics as
+    mean ± std, seeds, seconds per epoch and per run."""
+    lines = ["| dataset | variant | metrics (test, mean ± std) | seeds | s/epoch | s/run |",
+             "|---|---|---|---|---|---|"]
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        for variant, row in result["rows"].items():
+            if variant == "tfidf-logreg":
+                metrics = ", ".join(f"{m} {row['test'][m]:.1f}" for m in HEADLINE[result["dataset"]])
+                lines.append(f"| {result['dataset']} | {variant} (C={row['C']:g}) | {metrics} | - | - | "
+                             f"{row['seconds']:.0f} |")
+                continue
+            digits = {"mae": 3, "corr": 3}
+            metrics = ", ".join(f"{m} {v['mean']:.{digits.get(m, 1)}f} ± {v['std']:.{digits.get(m, 1)}f}"
+                                for m, v in row["test"].items())
+            lines.append(f"| {result['dataset']} | {variant} | {metrics} | {len(row['seeds'])} | "
+                         f"{row['seconds_per_epoch']:.1f} | {row['seconds_per_run']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="only print a markdown table of these results")
+    parser.add_argument("--dataset", choices=sorted(SELECT))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workdir", default="../runs/hj_context", help="run folders (resumable)")
+    parser.add_argument("--output", default=None, help="default benchmarks/results/context_<dataset>.json")
+    args = parser.parse_args()
+    if args.table:
+        print(markdown_table(args.table))
+        return
+    if args.dataset is None:
+        parser.error("--dataset is required (or --table)")
+    torch.set_num_threads(args.threads)
+    output = args.output or f"benchmarks/results/context_{args.dataset}.json"
+    check_output_file(output)
+    check_output_dir(args.workdir)
+    previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
+    result = {"dataset": args.dataset, "threads": args.threads,
+              "note": "test metrics mean ± sample std over seeds; selection on validation only; "
+                      "timings taken on the shared 2-core machine under load",
+              "rows": previous.get("rows", {})}
+    if args.dataset != "mosi-bclstm" and "tfidf-logreg" not in result["rows"]:
+        result["rows"]["tfidf-logreg"] = tfidf_floor(args.dataset)
+        write_json(output, result)
+    for variant in args.variants.split(","):
+        model, model_args = VARIANTS[variant]
+        config = ExperimentConfig(dataset=args.dataset, model=model, model_args=model_args, seeds=args.seeds,
+                                  train=train_config(args.dataset))
+        rundir = Path(args.workdir) / f"{args.dataset}_{variant}"
+        results = run_experiment(config, rundir, progress=False)
+        result["rows"][variant] = summarise_runs(results, rundir, HEADLINE[args.dataset])
+        write_json(output, result)
+        test = result["rows"][variant]["test"]
+        print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
+              f"{result['rows'][variant]['seconds_per_epoch']:.2f} s/epoch", flush=True)
+    print(json.dumps({"output": output}))
+
+
+if __name__ == "__main__":
+    main()

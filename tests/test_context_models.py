@@ -1,0 +1,178 @@
+"""Context models (bc-lstm, dialogue-rnn, turn-transformer): causality, padding, speakers, the
+no-context switch, and that the test labels play no part in training or selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmaffect.data.dataset import AffectDataset, Modality
+from mmaffect.models import create_model
+from mmaffect.models.base import ModelSpec
+from mmaffect.models.context_common import reverse_turns
+from mmaffect.training.checkpoint import load_tensors
+from mmaffect.training.config import ExperimentConfig, TrainConfig
+from mmaffect.training.runs import RunPlan, run_one
+
+SPEC = ModelSpec(dims={"t": 5, "a": 3}, seq_dims={}, heads={"logits": 4})
+VARIANTS = {
+    "bc-lstm": ("bc-lstm", {}),
+    "bc-lstm-nocontext": ("bc-lstm", {"context": False}),
+    "dialogue-rnn-bi": ("dialogue-rnn", {}),
+    "dialogue-rnn-causal": ("dialogue-rnn", {"bidirectional": False}),
+    "dialogue-rnn-nocontext": ("dialogue-rnn", {"context": False}),
+    "turn-transformer-bi": ("turn-transformer", {}),
+    "turn-transformer-causal": ("turn-transformer", {"causal": True}),
+    "turn-transformer-nocontext": ("turn-transformer", {"context": False}),
+}
+CAUSAL = ["dialogue-rnn-causal", "turn-transformer-causal"]
+BIDIRECTIONAL = ["bc-lstm", "dialogue-rnn-bi", "turn-transformer-bi"]
+NO_CONTEXT = ["bc-lstm-nocontext", "dialogue-rnn-nocontext", "turn-transformer-nocontext"]
+
+
+def model(variant: str):
+    name, args = VARIANTS[variant]
+    torch.manual_seed(0)
+    return create_model(name, SPEC, **args).eval()
+
+
+def batch(lengths=(5, 3), width=None, seed=0) -> dict:
+    """A dialogue batch as the engine builds it: zeros at padding, speakers by first appearance."""
+    gen = torch.Generator().manual_seed(seed)
+    width = width or max(lengths)
+    mask = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
+    out = {"turn_mask": mask}
+    for key, dim in SPEC.dims.items():
+        out[f"{key}_dlg"] = torch.randn(len(lengths), width, dim, generator=gen) * mask[..., None]
+    out["speaker_ids"] = (torch.arange(width)[None, :] % 2).repeat(len(lengths), 1) * mask
+    return out
+
+
+def logits(variant: str, b: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return model(variant)(b)["logits"]
+
+
+@pytest.mark.parametrize("variant", CAUSAL)
+def test_causal_output_for_turn_k_ignores_later_turns(variant):
+    b = batch()
+    changed = {k: v.clone() for k, v in b.items()}
+    changed["t_dlg"][0, 3:] += 5.0  # later turns of dialogue 0 say something else ...
+    changed["speaker_ids"][0, 3:] = 0  # ... and are spoken by someone else
+    before, after = logits(variant, b), logits(variant, changed)
+    assert torch.allclose(before[:3], after[:3], atol=1e-5)  # turns 0-2 of dialogue 0 unchanged
+    assert not torch.allclose(before[3:5], after[3:5], atol=1e-3)
+    assert torch.allclose(before[5:], after[5:], atol=1e-5)  # the other dialogue unchanged
+
+
+@pytest.mark.parametrize("variant", BIDIRECTIONAL)
+def test_bidirectional_output_reads_later_turns(variant):
+    b = batch()
+    changed = {k: v.clone() for k, v in b.items()}
+    changed["t_dlg"][0, 4] += 5.0
+    assert not torch.allclose(logits(variant, b)[0], logits(variant, changed)[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_padding_changes_nothing(variant):
+    """A dialogue's outputs are the same alone, next to a longer dialogue (padded to 9 turns), and
+    with garbage at its padded turns."""
+    alone = logits(variant, batch(lengths=(3,)))
+    b = batch(lengths=(3,))
+    padded = {"turn_mask": torch.zeros(2, 9, dtype=torch.bool), "speaker_ids": torch.zeros(2, 9, dtype=torch.long)}
+    padded["turn_mask"][0, :3] = True
+    padded["turn_mask"][1, :] = True
+    padded["speaker_ids"][0, :3] = b["speaker_ids"][0]
+    padded["speaker_ids"][0, 3:] = 1  # speaker codes and features at padding are not read
+    for key, dim in SPEC.dims.items():
+        grid = torch.randn(2, 9, dim) * 10
+        grid[0, :3] = b[f"{key}_dlg"][0]
+        padded[f"{key}_dlg"] = grid
+    assert torch.allclose(alone, logits(variant, padded)[:3], atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["dialogue-rnn-causal", "dialogue-rnn-bi", "turn-transformer-causal",
+                                     "turn-transformer-bi"])
+def test_speakers_matter(variant):
+    """Same words, other speaker turns: turn 3 of 'A B A B' differs from turn 3 of 'A A A B'."""
+    b = batch(lengths=(4,))
+    other = {k: v.clone() for k, v in b.items()}
+    other["speaker_ids"] = torch.tensor([[0, 0, 0, 1]])
+    assert not torch.allclose(logits(variant, b)[3], logits(variant, other)[3], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", NO_CONTEXT)
+def test_no_context_variant_sees_each_turn_alone(variant):
+    """context=false: a turn's output depends on its own vector only (not other turns, order or speaker)."""
+    b = batch()
+    changed = {k: v.clone() for k, v in b.items()}
+    changed["t_dlg"][0, 1:] += 5.0
+    changed["speaker_ids"][0] = 1 - changed["speaker_ids"][0]
+    assert torch.allclose(logits(variant, b)[0], logits(variant, changed)[0], atol=1e-5)
+    single = {"turn_mask": torch.ones(1, 1, dtype=torch.bool), "speaker_ids": torch.zeros(1, 1, dtype=torch.long),
+              **{f"{k}_dlg": b[f"{k}_dlg"][1:, 2:3] for k in SPEC.dims}}  # dialogue 1, turn 2, alone
+    assert torch.allclose(logits(variant, b)[7], logits(variant, single)[0], atol=1e-5)
+
+
+def test_reverse_turns_keeps_padding_in_place_and_is_its_own_inverse():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]]).bool()
+    index = reverse_turns(mask)
+    assert index.tolist() == [[2, 1, 0, 3], [3, 2, 1, 0], [0, 1, 2, 3]]
+    assert torch.equal(index.gather(1, index), torch.arange(4).repeat(3, 1))
+
+
+def previous_turn_dialogues(dialogues: int = 36, turns: int = 6, dim: int = 4, seed: int = 0) -> AffectDataset:
+    """Dialogues whose turn k is labelled by the sign of turn k-1's first feature (turn 0 by its own):
+    only a model with context can do better than chance. Split by dialogue 2:1:1."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(dialogues, turns, dim)).astype(np.float32)
+    source = np.concatenate([x[:, :1, 0], x[:, :-1, 0]], axis=1)
+    label = (source > 0).astype(np.int64).reshape(-1)
+    n = dialogues * turns
+    dialogue = np.repeat(np.arange(dialogues), turns)
+    split = np.where(dialogue < dialogues // 2, "train", np.where(dialogue < 3 * dialogues // 4, "valid", "test"))
+    return AffectDataset(
+        name="previous-turn", ids=np.array([f"u{i}" for i in range(n)]),
+        modalities={"t": Modality(torch.from_numpy(x.reshape(n, dim)))},
+        label=torch.from_numpy(label), class_names=["neg", "pos"], split=split,
+        dialogue_id=np.array([f"d{d}" for d in dialogue]), utt_index=np.tile(np.arange(turns), dialogues),
+        speaker=np.array(["A", "B"] * (n // 2)), default_task="classification")
+
+
+def run(data: AffectDataset, variant: str, tmp, epochs: int = 6):
+    name, args = VARIANTS[variant]
+    config = ExperimentConfig(dataset="previous-turn", model=name, model_args=args,
+                              train=TrainConfig(epochs=epochs, patience=epochs, batch_size=4, lr=1e-2,
+                                                select="f1_weighted"))
+    rows = data.split_indices()
+    plan = RunPlan(0, None, rows["train"], rows["valid"], rows["test"])
+    tmp.mkdir()
+    return run_one(config, data, plan, tmp, progress=False), load_tensors(tmp / "model.safetensors")[0]
+
+
+@pytest.mark.parametrize("variant", ["dialogue-rnn-causal", "turn-transformer-bi"])
+def test_test_labels_are_not_read_before_the_final_evaluation(variant, tmp_path):
+    """Poisoned test labels (every one flipped) give the same epochs, validation values, selected
+    epoch and weights; only the final test metrics change."""
+    data = previous_turn_dialogues()
+    poisoned = previous_turn_dialogues()
+    test = data.split == "test"
+    poisoned.label[test] = 1 - poisoned.label[test]
+    clean_record, clean_weights = run(data, variant, tmp_path / "clean")
+    poison_record, poison_weights = run(poisoned, variant, tmp_path / "poisoned")
+    assert clean_record["best_epoch"] == poison_record["best_epoch"]
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in clean_record["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in poison_record["history"]]
+    assert clean_record["valid"] == poison_record["valid"]
+    assert clean_weights.keys() == poison_weights.keys()
+    assert all(torch.equal(clean_weights[k], poison_weights[k]) for k in clean_weights)
+    assert clean_record["test"]["acc"] == pytest.approx(100.0 - poison_record["test"]["acc"])
+
+
+def test_causal_context_learns_what_no_context_cannot(tmp_path):
+    """The label is in the previous turn: the causal turn transformer must beat its no-context twin."""
+    data = previous_turn_dialogues(dialogues=60)
+    context, _ = run(data, "turn-transformer-causal", tmp_path / "context", epochs=15)
+    alone, _ = run(data, "turn-transformer-nocontext", tmp_path / "alone", epochs=15)
+    assert context["test"]["acc"] > alone["test"]["acc"] + 15
