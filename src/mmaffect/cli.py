@@ -296,7 +296,7 @@ def _command(name: str):
 
 
 _COMMAND_MODULES = {"predict": _command("predict"), "extract": _command("extract"), "analyze": _command("analyze"),
-                    "train-analysis-model": _command("analysis_model")}
+                    "train-analysis-model": _command("analysis_model"), "serve": _command("serve")}
 
 
 def _reader_options(p: argparse.ArgumentParser) -> None:
