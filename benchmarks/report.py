@@ -13,7 +13,9 @@ Which command writes which file:
 * ``bash benchmarks/baselines.sh``: ``mosi-bclstm_*.json``, ``*-text_*.json``, ``*_ablation.json``,
   ``train-speed_*.json`` and (through ``benchmarks/floors.py``) ``floors.json``;
 * ``python benchmarks/extraction_speed.py``: ``extraction_speed.json``;
-* ``python benchmarks/analysis_model.py``: ``analysis_model.json``.
+* ``python benchmarks/analysis_model.py``: ``analysis_model.json``;
+* ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
+  ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
 
 from __future__ import annotations
@@ -169,9 +171,46 @@ def gates() -> str:
                      "visual relevance, speaker / listener on screen"], rows)
 
 
+def finetune() -> str:
+    """The fine-tuned MiniLM beside the frozen-vector MLP, the linear floor and the published rows."""
+    rows = []
+    floors = load("floors.json")["floors"]
+    for dataset in ("iemocap6-text", "meld7-text"):
+        for model in ("text-finetune", "text-mlp"):
+            r = load(f"{dataset}_{model}.json")
+            refs = [f"{p['model']} {p['value']:g}" for p in r["published"]
+                    if p["comparable"] and p["metric"] == "f1_weighted" and p["model"] in SHOWN_PUBLISHED[:1]]
+            rows.append([dataset, model] + [cell(r["test"], m) for m in EMOTION] + ["; ".join(refs) or "–"])
+        floor = floors[dataset]["logreg_t"]
+        rows.append([dataset, "*floor:* logistic regression on the frozen vectors"]
+                    + [f"{floor[m]:.1f}" for m in EMOTION] + ["–"])
+    return markdown(["dataset", "model", "acc", "UA (wacc)", "f1_weighted", "f1_macro",
+                     "published f1_weighted, same split"], rows)
+
+
+def context() -> str:
+    """bc-LSTM over each video's utterances (1 and 2 processes) beside the ridge context floor."""
+    metrics = ["acc2_has0", "acc2_non0", "f1_non0", "mae", "corr"]
+    rows = []
+    for name, label in (("mosi-bclstm_bc-lstm", "bc-lstm, 1 process"), ("mosi-bclstm_bc-lstm_2p",
+                                                                        "bc-lstm, 2 processes (`--devices 2`)")):
+        rows.append([label] + [cell(load(f"{name}.json")["test"], m) for m in metrics])
+    floor = load("context_floor.json")
+    mods = "+".join(floor.get("modalities", ["t", "a"]))
+    for key, label in (("utterance", f"*floor:* ridge, {mods}, utterance alone"),
+                       ("utterance+context", f"*floor:* ridge, {mods}, [utterance, mean of the video's others]")):
+        test = floor["rows"][key]["test"]
+        rows.append([label] + [f"{test[m]:.{digits(m)}f}" for m in metrics])
+    for ref in load("mosi-bclstm_bc-lstm.json")["published"]:
+        if ref["comparable"]:
+            rows.append([f"*published, same split:* {ref['model']}"]
+                        + [f"{ref['value']:g}" if m == ref["metric"] else "" for m in metrics])
+    return markdown(["model", *metrics], rows)
+
+
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
-          "speaker-cue": speaker_cue, "gates": gates}
+          "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context}
 
 
 def tables() -> dict[str, str]:
