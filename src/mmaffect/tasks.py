@@ -79,10 +79,12 @@ class Task:
             loss = F.l1_loss if self.score_loss == "l1" else F.mse_loss
             terms["score"] = loss(outputs["score"], batch["score"])
         if self.label_kind:
-            weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=outputs["logits"].device)
+            device = outputs["logits"].device
+            weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=device)
             terms["label"] = F.cross_entropy(outputs["logits"], batch["label"], weight=weight)
         if "multilabel" in self.kinds:
-            pos_weight = None if self.tag_weights is None else torch.tensor(self.tag_weights, device=outputs["tags"].device)
+            device = outputs["tags"].device
+            pos_weight = None if self.tag_weights is None else torch.tensor(self.tag_weights, device=device)
             terms["tags"] = F.binary_cross_entropy_with_logits(outputs["tags"], batch["labels"], pos_weight=pos_weight)
         return terms
 
