@@ -31,6 +31,29 @@ from mmaffect.errors import DataError
 
 __all__ = ["add_parser", "run", "items_from_manifest"]
 
+_DESCRIPTION = """\
+Extract transcripts and audio/visual features of raw media into a resumable feature cache.
+
+MANIFEST is a CSV or JSONL file, one row per utterance. Columns (rename with --columns):
+  path        the media file, relative to the manifest's folder (or to --media-root DIR)
+  text        the transcript; empty or absent: transcribed with ASR
+  id          the utterance id (default: the row number)
+  start, end  a window in seconds, to cut utterances out of one long recording
+  label, score, labels, speaker, dialogue_id, utt_index, split, fold
+              targets and structure, kept for training on the cache (--dataset cache:CACHE)
+
+Rows with a problem (missing or empty file, a path outside the folder, a duplicate id, a malformed
+line) are skipped and listed in CACHE/report.csv; the job goes on, and --strict exits 1.
+Re-running the same command resumes; finished items are not extracted again.
+
+ASR: the packaged Whisper tiny.en knows only English; on other languages it writes fluent English
+nonsense (flagged as low-confidence). For audio-only corpora pass --asr never.
+
+Example (the IEMOCAP clips):
+  mmaffect extract DATA/iemocap_clips/manifest.csv --output cache/iemocap \\
+      --columns path=clip_file,text=transcript,id=utterance_id
+"""
+
 
 def items_from_manifest(argument: str, columns: str | dict[str, str] | None = None, encoding: str = "utf-8",
                         media_root: str | Path | None = None) -> tuple[list, list]:
@@ -78,7 +101,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``extract`` sub-command to an ``argparse`` sub-parsers object."""
     p = subparsers.add_parser(
         "extract", help="extract audio/visual features and transcripts of raw media into a resumable cache",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifest", help="CSV/JSONL manifest with a path column (relative to it); see manifest:")
     p.add_argument("--output", required=True, help="cache folder (re-run the same command to resume)")
     p.add_argument("--media-root", metavar="DIR",
@@ -95,6 +118,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(audio-only corpora, or speech the ASR model's language does not cover)")
     p.add_argument("--asr-model", help="faster-whisper model (default: the packaged Whisper tiny.en, English only)")
     p.add_argument("--max-side", type=int, default=640, help="downscale frames to this longest side")
+    p.add_argument("--audio-encoders", metavar="NAME,...", default="",
+                   help="extra frame-level audio features: logmel (64 log-mel bands, 10 ms), whisper (the "
+                        "packaged Whisper tiny.en encoder, 384-d, 20 ms); e.g. logmel,whisper")
+    p.add_argument("--silence-db", type=float, default=-50.0,
+                   help="an item whose loudest 25 ms frame is below this dBFS counts as silent (default -50; "
+                        "lower it for quietly recorded speech)")
+    p.add_argument("--whisper-window", choices=["full", "trim"], default="full",
+                   help="whisper encoder input: full 30 s windows as trained (default) or trimmed to each "
+                        "clip (~8x faster on short clips)")
     p.add_argument("--retry-failed", action="store_true", help="re-try items that failed before")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 if any item failed or any manifest row was skipped")
@@ -114,8 +146,11 @@ def run(args: argparse.Namespace) -> int:
     from mmaffect.io import check_output_dir
 
     output = check_output_dir(args.output, "cache folder")
+    encoders = tuple(e.strip() for e in (getattr(args, "audio_encoders", "") or "").split(",") if e.strip())
     config = ExtractConfig(fps=args.fps, egemaps=args.egemaps, asr=args.asr, asr_model=args.asr_model,
-                           max_side=args.max_side)
+                           max_side=args.max_side, audio_encoders=encoders,
+                           whisper_window=getattr(args, "whisper_window", "full"),
+                           silence_db=getattr(args, "silence_db", -50.0))
     items, skipped = items_from_manifest(args.manifest, args.columns, args.encoding,
                                          media_root=getattr(args, "media_root", None))
     for line in skipped:

@@ -20,7 +20,8 @@ from mmaffect.errors import ConfigError, DataError
 __all__ = ["load_cache"]
 
 _OPTIONS = {"label": "label", "score": "score", "split": "split", "fold": "fold", "speaker": "speaker",
-            "dialogue_id": "dialogue_id", "utt_index": "utt_index", "fps": None}
+            "dialogue_id": "dialogue_id", "utt_index": "utt_index", "fps": None, "audio_vector": None,
+            "audio_sequence": "steps", "speaker_norm": False}
 
 
 def _column(records: list[dict], key: str | None) -> list | None:
@@ -64,9 +65,14 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
     alphabetically), ``score`` [score] (float), ``split`` [split], ``fold`` [fold], ``speaker``
     [speaker] (also the ``group``), ``dialogue_id`` [dialogue_id], ``utt_index`` [utt_index]; pass
     ``None`` to ignore one. ``fps``: the sequence step rate (see :func:`cache_modalities`).
+    ``audio_vector`` (e.g. ``whisper`` or ``functionals,egemaps``) and ``audio_sequence`` (``steps``,
+    ``lld``, ``logmel``, ``whisper``): which audio representation ``a`` holds (see
+    :func:`~mmaffect.extraction.cache.cache_modalities`; the choice is recorded in the recipe).
+    ``speaker_norm``: z-score the audio features within each speaker (all of the speaker's items,
+    no targets; see :func:`~mmaffect.extraction.cache.speaker_normalize`); needs a speaker column.
     """
     from mmaffect.data.text_features import text_modality
-    from mmaffect.extraction.cache import FeatureCache, cache_modalities
+    from mmaffect.extraction.cache import FeatureCache, cache_modalities, speaker_normalize
 
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
@@ -84,7 +90,9 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
         if not ok:
             raise DataError(path, "no successfully extracted items in this cache")
         ids = [r["id"] for r in ok]
-        modalities, recipe = cache_modalities(cache, ids, sequences, fps=opts["fps"])
+        modalities, recipe = cache_modalities(cache, ids, sequences, fps=opts["fps"],
+                                              audio_vector_parts=opts["audio_vector"],
+                                              audio_sequence=opts["audio_sequence"] or "steps")
     text, text_recipe = text_modality([r.get("transcript") or "" for r in ok], sequences)
 
     labels = _column(ok, opts["label"])
@@ -105,6 +113,15 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
     split = _column(ok, opts["split"])
     fold = _column(ok, opts["fold"])
     speaker = _column(ok, opts["speaker"])
+    if opts["speaker_norm"] in (True, "true", "True", "1", 1):
+        if speaker is None:
+            raise ConfigError(f"cache:{path}: speaker_norm needs a speaker for every item (meta key "
+                              f"{opts['speaker']!r}; extract with --columns speaker=...)")
+        modalities["a"] = speaker_normalize(modalities["a"], speaker)
+        recipe["audio_speaker_norm"] = ("audio vector and sequence z-scored within each speaker over all of "
+                                        "the speaker's items (no targets used)")
+    elif opts["speaker_norm"] not in (False, None, "false", "False", "0", 0):
+        raise ConfigError(f"cache: speaker_norm must be true or false, got {opts['speaker_norm']!r}")
     dialogue = _column(ok, opts["dialogue_id"])
     utt_index = _column(ok, opts["utt_index"])
     default_task = "classification" if label is not None else "regression" if score is not None else "classification"

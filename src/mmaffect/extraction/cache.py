@@ -37,7 +37,8 @@ from mmaffect.extraction.summaries import (
 )
 from mmaffect.store import ArrayStore
 
-__all__ = ["FeatureCache", "cache_modalities", "manifest_modalities"]
+__all__ = ["FeatureCache", "cache_modalities", "manifest_modalities", "speaker_normalize", "AUDIO_VECTOR_PARTS",
+           "AUDIO_SEQUENCES"]
 
 _CHUNK = 256
 
@@ -144,8 +145,78 @@ def _pad(steps: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Tenso
     return padded, lengths
 
 
+AUDIO_VECTOR_PARTS = ("functionals", "egemaps", "whisper", "logmel")
+AUDIO_SEQUENCES = ("steps", "lld", "logmel", "whisper")
+# cached frame-level array, frame step (s; None = the cache's lld_hop), what the vector/sequence holds
+_FRAME_ARRAYS = {"lld": ("audio_lld", None, "the 57 librosa LLDs"),
+                 "logmel": ("audio_logmel", 0.01, "64 log-mel bands (dB)"),
+                 "whisper": ("whisper_frames", 0.02, "Whisper tiny.en encoder frames")}
+
+
+def _parse_parts(value: str | Sequence[str] | None, known: Sequence[str], option: str) -> list[str] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in (value.split(",") if isinstance(value, str) else value) if str(p).strip()]
+    unknown = [p for p in parts if p not in known]
+    if unknown or not parts:
+        raise ConfigError(f"cache: {option} takes {', '.join(known)} (comma-separated); got {value!r}")
+    return parts
+
+
+def _frames(arrays: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    arr = arrays.get(_FRAME_ARRAYS[name][0])
+    return None if arr is None else np.nan_to_num(np.asarray(arr, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _pooled(frames: np.ndarray | None, width: int) -> np.ndarray:
+    """Mean and std over the real frames (zeros without audio)."""
+    if frames is None or len(frames) == 0:
+        return np.zeros(2 * width, np.float32)
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
+
+
+def _require(cache: FeatureCache, parts: Sequence[str]) -> None:
+    """Refuse representations the cache was not extracted with, naming the extract option that adds them."""
+    cfg = cache.config
+    encoders = set(cfg.get("audio_encoders") or [])
+    for part in parts:
+        if part == "egemaps" and not cfg.get("egemaps"):
+            raise ConfigError(f"{cache.path}: extracted without eGeMAPS; re-extract with --egemaps")
+        if part in ("logmel", "whisper") and part not in encoders:
+            raise ConfigError(f"{cache.path}: extracted without the {part} audio encoder; re-extract into a new "
+                              f"folder with --audio-encoders {part}")
+
+
+def _audio_vector(arrays: dict, record: dict, parts: list[str], n_functionals: int, dims: dict[str, int]) -> np.ndarray:
+    out = []
+    for part in parts:
+        if part == "functionals":
+            out.append(audio_vector(arrays, record, n_functionals, False)[:n_functionals])
+        elif part == "egemaps":
+            out.append(np.asarray(arrays.get("egemaps", np.zeros(88)), np.float32).reshape(-1))
+        else:
+            out.append(_pooled(_frames(arrays, part), dims[part]))
+    present = "audio_functionals" in arrays
+    silent = bool((record.get("flags") or {}).get("silent"))
+    out.append(np.asarray([float(present), float(present and silent)], np.float32))
+    return np.nan_to_num(np.concatenate(out), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _audio_vector_parts_names(parts: list[str], functional_names: list[str], dims: dict[str, int]) -> list[str]:
+    names: list[str] = []
+    for part in parts:
+        if part == "functionals":
+            names += functional_names
+        elif part == "egemaps":
+            names += [f"egemaps_{i:02d}" for i in range(88)]
+        else:
+            names += [f"{part}{i:03d}_{s}" for s in ("mean", "std") for i in range(dims[part])]
+    return names + ["audio_present", "audio_silent"]
+
+
 def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
-                     fps: float | None = None) -> tuple[dict[str, Modality], dict]:
+                     fps: float | None = None, audio_vector_parts: str | Sequence[str] | None = None,
+                     audio_sequence: str = "steps") -> tuple[dict[str, Modality], dict]:
     """Audio (``"a"``) and visual (``"v"``) modalities for ``ids`` (rows in that order) + the feature recipe.
 
     Utterance vectors:
@@ -163,6 +234,15 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
     frames with a face / mesh, the face and mesh fractions and mean score (zeros where no frame).
     Audio steps: mean and std of the LLD frames inside the step, then ``audio_present``.
 
+    Audio representations (for voice models; both recorded in the recipe):
+      * ``audio_vector_parts``: what ``a``'s utterance vector holds, any of ``functionals`` (228),
+        ``egemaps`` (88), ``whisper`` (mean and std of the encoder frames, 768), ``logmel`` (mean and
+        std, 128), always followed by ``audio_present``, ``audio_silent``. Default: the functionals,
+        plus eGeMAPS when extracted.
+      * ``audio_sequence``: ``steps`` (default: the shared step grid above), or the frames themselves
+        -- ``lld`` (57 per ``lld_hop``), ``logmel`` (64 per 10 ms), ``whisper`` (384 per 20 ms). Frame
+        sequences keep their own rate, so ``a`` and ``v`` steps are then NOT aligned.
+
     Raises:
         DataError: if any id is not in the cache or its extraction failed (all are listed).
     """
@@ -172,6 +252,14 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
     lld_names = list(names.get("audio_lld", []))
     functional_names = list(names.get("audio_functionals", []))
     egemaps = bool(cfg.get("egemaps"))
+    vector_parts = _parse_parts(audio_vector_parts, AUDIO_VECTOR_PARTS, "audio_vector")
+    if audio_sequence not in AUDIO_SEQUENCES:
+        raise ConfigError(f"cache: audio_sequence takes one of {', '.join(AUDIO_SEQUENCES)}; got {audio_sequence!r}")
+    _require(cache, (vector_parts or []) + [audio_sequence])
+    from mmaffect.features.speech_encoder import whisper_dim
+
+    dims = {"lld": len(lld_names), "logmel": 64,
+            "whisper": whisper_dim() if "whisper" in (cfg.get("audio_encoders") or []) else 384}
     hop = float(cfg.get("lld_hop", 0.02))
     rms_column = lld_names.index("rms") if "rms" in lld_names else None
     step_fps = float(fps) if fps is not None else float(cfg["fps"])
@@ -179,15 +267,34 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
         raise ConfigError(f"fps must be > 0, got {fps}")
     a_vec, v_vec, a_seq, v_seq = [], [], [], []
     for _, record, arrays in cache.entries(ids):
-        a_vec.append(audio_vector(arrays, record, len(functional_names), egemaps))
+        if vector_parts is None:
+            a_vec.append(audio_vector(arrays, record, len(functional_names), egemaps))
+        else:
+            a_vec.append(_audio_vector(arrays, record, vector_parts, len(functional_names), dims))
         v_vec.append(visual_vector(arrays, rms_column, hop))
         if sequences:
             windows = step_windows(arrays.get("frame_times", np.zeros(0)), float(arrays["duration"].reshape(-1)[0]),
                                    step_fps, grid=fps is not None)
-            a_seq.append(audio_steps(arrays, windows, hop, len(lld_names)))
+            if audio_sequence == "steps":
+                a_seq.append(audio_steps(arrays, windows, hop, len(lld_names)))
+            else:
+                frames = _frames(arrays, audio_sequence)
+                a_seq.append(np.zeros((1, dims[audio_sequence]), np.float32) if frames is None or not len(frames)
+                             else frames)
             v_seq.append(visual_steps(arrays, windows))
-    a_names = audio_vector_names(functional_names, egemaps)
-    a_step_names = audio_step_names(lld_names)
+    if vector_parts is None:
+        a_names = audio_vector_names(functional_names, egemaps)
+    else:
+        a_names = _audio_vector_parts_names(vector_parts, functional_names, dims)
+    if audio_sequence == "steps":
+        a_step_names = audio_step_names(lld_names)
+        a_pooling = f"mean and std of LLD frames ({hop:g} s hop) inside each step"
+    else:
+        step = _FRAME_ARRAYS[audio_sequence][1] or hop
+        a_step_names = lld_names if audio_sequence == "lld" else \
+            [f"{audio_sequence}{i:03d}" for i in range(dims[audio_sequence])]
+        a_pooling = (f"none: {_FRAME_ARRAYS[audio_sequence][2]}, one step per {step:g} s frame "
+                     "(not aligned with the visual steps)")
     width_a = len(a_names)
     a = torch.from_numpy(np.stack(a_vec)) if a_vec else torch.zeros(0, width_a)
     v = torch.from_numpy(np.stack(v_vec)) if v_vec else torch.zeros(0, len(VISUAL_VECTOR_NAMES))
@@ -200,9 +307,10 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
     alignment = ("one step per sampled video frame (regular 1/fps grid without video)" if fps is None
                  else f"regular grid of 1/{step_fps:g} s steps")
     recipe = {
-        "audio_vector": {"width": width_a, "names": a_names},
-        "audio_sequence": {"width": len(a_step_names), "names": a_step_names,
-                           "pooling": f"mean and std of LLD frames ({hop:g} s hop) inside each step"},
+        "audio_vector": {"width": width_a, "names": a_names,
+                         "parts": vector_parts or (["functionals"] + (["egemaps"] if egemaps else []))},
+        "audio_sequence": {"width": len(a_step_names), "names": a_step_names, "source": audio_sequence,
+                           "pooling": a_pooling},
         "visual_vector": {"width": len(VISUAL_VECTOR_NAMES), "names": list(VISUAL_VECTOR_NAMES)},
         "visual_sequence": {"width": len(VISUAL_STEP_NAMES), "names": list(VISUAL_STEP_NAMES),
                             "pooling": "FER/geometry averaged over the step's frames with a face/mesh"},
@@ -211,6 +319,37 @@ def cache_modalities(cache: FeatureCache, ids: list[str], sequences: bool,
                        "extractors": cache.meta.get("extractors"), "versions": cache.meta.get("versions")},
     }
     return modalities, recipe
+
+
+def speaker_normalize(mod: Modality, speakers: Sequence[str], min_items: int = 2) -> Modality:
+    """Z-score ``mod`` within each speaker: vector columns over the speaker's items, sequence columns
+    over all real frames of the speaker's items.
+
+    Why: in speaker-independent emotion recognition most of the variance of voice features is who
+    speaks (pitch range, timbre, recording level); removing each speaker's own mean and spread leaves
+    how this utterance differs from the speaker's usual voice. It uses the speaker's *unlabelled*
+    utterances only (no targets), but all of them, test utterances included: a model trained this way
+    needs several utterances per speaker at prediction time too. A speaker with fewer than
+    ``min_items`` items is left as is; binary flag columns (constant within the speaker) become 0.
+    """
+    speakers = np.asarray([str(s) for s in speakers])
+    vector = mod.vector.clone().float()
+    sequence = None if mod.sequence is None else mod.sequence.clone().float()
+    for who in np.unique(speakers):
+        rows = torch.as_tensor(np.flatnonzero(speakers == who))
+        if len(rows) < min_items:
+            continue
+        v = vector[rows].double()
+        std = v.std(0, unbiased=False)
+        vector[rows] = ((v - v.mean(0)) / torch.where(std < 1e-6, torch.ones_like(std), std)).float()
+        if sequence is not None:
+            seq = sequence[rows]
+            mask = torch.arange(seq.shape[1])[None, :] < mod.lengths[rows][:, None]
+            frames = seq[mask].double()
+            f_std = frames.std(0, unbiased=False)
+            f_std = torch.where(f_std < 1e-6, torch.ones_like(f_std), f_std)
+            sequence[rows] = (((seq.double() - frames.mean(0)) / f_std) * mask[..., None]).float()
+    return Modality(vector, sequence, mod.lengths)
 
 
 def manifest_modalities(features_dir: str | Path, ids: Sequence[str], paths: Sequence[str | Path | None],

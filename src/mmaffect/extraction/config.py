@@ -21,7 +21,7 @@ from mmaffect.errors import ConfigError
 
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "POLICY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION",
            "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS", "LOCK_FILE", "RECORD_KEY", "ASR_SEED",
-           "ARRAY_SCHEMA", "config_hash", "package_versions", "asr_plan", "asr_mode"]
+           "ARRAY_SCHEMA", "AUDIO_ENCODERS", "config_hash", "package_versions", "asr_plan", "asr_mode"]
 
 
 
@@ -34,6 +34,7 @@ REPORT_COLUMNS = ["id", "row", "path", "status", "reason", "warnings", "run", "a
 LOCK_FILE = ".lock"
 RECORD_KEY = "record"  # the item's JSON record, stored as a uint8 array in the same entry as its arrays
 ASR_SEED = 0
+AUDIO_ENCODERS = ("logmel", "whisper")  # optional frame-level audio representations (ExtractConfig.audio_encoders)
 _MAX_ID_BYTES = 400  # LMDB keys are at most 511 bytes
 
 POLICY = """\
@@ -126,6 +127,11 @@ class ExtractConfig:
         detect_max_side: downscale frames to this longest side for face *detection* only (None: as is).
         min_face_confidence: face detector threshold.
         full_range_detector: mediapipe's full-range face detector (finds small faces).
+        audio_encoders: extra frame-level audio representations, any of :data:`AUDIO_ENCODERS`:
+            ``"logmel"`` (64 log-mel bands every 10 ms, for spectrogram CNNs) and ``"whisper"`` (the
+            packaged Whisper tiny.en encoder, 384-d every 20 ms); stored as float16 sequences.
+        whisper_window: ``"full"`` (30 s windows, as Whisper was trained) or ``"trim"`` (the clip's own
+            length, ~8x faster on short clips); see :mod:`mmaffect.features.speech_encoder`.
     """
 
     fps: float = 2.0
@@ -142,6 +148,8 @@ class ExtractConfig:
     detect_max_side: int | None = None
     min_face_confidence: float = 0.5
     full_range_detector: bool = True
+    audio_encoders: tuple[str, ...] = ()
+    whisper_window: str = "full"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fps", float(self.fps))
@@ -158,9 +166,25 @@ class ExtractConfig:
             raise ConfigError(f"max_side must be >= 16, got {self.max_side}")
         if not (0 < self.lld_hop <= 1):
             raise ConfigError(f"lld_hop must be in (0, 1] seconds, got {self.lld_hop}")
+        encoders = tuple(dict.fromkeys(str(e) for e in (self.audio_encoders or ())))  # no duplicates, kept order
+        unknown = [e for e in encoders if e not in AUDIO_ENCODERS]
+        if unknown:
+            raise ConfigError(f"unknown audio encoder(s) {', '.join(unknown)}; known: {', '.join(AUDIO_ENCODERS)}")
+        object.__setattr__(self, "audio_encoders", encoders)
+        if self.whisper_window not in ("full", "trim"):
+            raise ConfigError(f"whisper_window must be full or trim, got {self.whisper_window!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """All settings; the audio-encoder fields only when an encoder is on, so caches made before
+        they existed keep their config (and hash) and can still be resumed."""
+        out = dataclasses.asdict(self)
+        if not self.audio_encoders:
+            del out["audio_encoders"], out["whisper_window"]
+        else:
+            out["audio_encoders"] = list(self.audio_encoders)
+            if "whisper" not in self.audio_encoders:
+                del out["whisper_window"]
+        return out
 
 
 def config_hash(config: ExtractConfig) -> str:
@@ -200,6 +224,11 @@ def _extractors(config: ExtractConfig) -> dict[str, str | None]:
                 f"{'full-range' if config.full_range_detector else 'short-range'} + face mesh 478 refined, "
                 "fer FER-2013 tflite expression, eye-aligned grayscale crops)",
         "geometry": f"mmaffect.extraction.summaries.face_geometry ({GEOMETRY_VERSION})",
+        **({"logmel": "mmaffect.features.audio.log_mel (librosa: 64 log-mel bands, 25 ms window, 10 ms hop, dB)"}
+           if "logmel" in config.audio_encoders else {}),
+        **({"whisper": "mmaffect.features.speech_encoder.WhisperEncoder (CTranslate2 int8, packaged Whisper "
+                       f"tiny.en encoder, 20 ms frames, window {config.whisper_window})"}
+           if "whisper" in config.audio_encoders else {}),
     }
 
 
@@ -218,6 +247,9 @@ ARRAY_SCHEMA = {
     "audio_lld": "float32 (Ta, 57) frame-level LLDs, frame j at j * lld_hop s (audio only)",
     "audio_functionals": "float32 (228,) (audio only)",
     "egemaps": "float32 (88,) (audio only, egemaps=True)",
+    "audio_logmel": "float16 (Tm, 64) log-mel dB, frame j at j * 0.01 s (audio only, audio_encoders has logmel)",
+    "whisper_frames": "float16 (Tw, 384) Whisper encoder frames, frame j covers [j, j+1) * 0.02 s "
+                      "(audio only, audio_encoders has whisper)",
     "face_detected": "bool (T,)",
     "face_score": "float32 (T,) detector confidence, 0 without a face",
     "face_box": "float32 (T, 4) x, y, w, h as fractions of the frame",

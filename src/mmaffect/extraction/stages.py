@@ -101,6 +101,7 @@ class _Extractor:
         self.threads = max(1, int(threads))
         self._face = None
         self._asr = None
+        self._whisper = None
 
     def load(self) -> None:
         from mmaffect.features.audio import audio_lld, egemaps_functionals
@@ -114,6 +115,10 @@ class _Extractor:
         audio_lld(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate, c.lld_hop)  # librosa imports
         if c.egemaps:
             egemaps_functionals(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate)
+        if "whisper" in c.audio_encoders:
+            from mmaffect.features.speech_encoder import WhisperEncoder
+
+            self._whisper = WhisperEncoder(window=c.whisper_window, threads=self.threads)
 
     def asr(self):
         if self._asr is None:
@@ -122,6 +127,29 @@ class _Extractor:
             self._asr = SpeechRecognizer(model=self.config.asr_model, threads=self.threads,
                                          language=self.config.asr_language, beam_size=self.config.asr_beam_size)
         return self._asr
+
+    def _audio_encoders(self, audio: np.ndarray, arrays: dict, timings: dict) -> None:
+        """eGeMAPS and the optional frame-level representations, each timed as its own stage so the
+        report gives every extractor's cost (seconds per audio minute)."""
+        from mmaffect.features.audio import egemaps_functionals, log_mel
+
+        c = self.config
+        if c.egemaps:
+            tick = time.perf_counter()
+            arrays["egemaps"] = egemaps_functionals(audio, c.sample_rate)
+            timings["egemaps"] = time.perf_counter() - tick
+        if "logmel" in c.audio_encoders:
+            tick = time.perf_counter()
+            arrays["audio_logmel"] = log_mel(audio, c.sample_rate).astype(np.float16)
+            timings["logmel"] = time.perf_counter() - tick
+        if "whisper" in c.audio_encoders:
+            if self._whisper is None:  # load() not called (a caller driving process() directly)
+                from mmaffect.features.speech_encoder import WhisperEncoder
+
+                self._whisper = WhisperEncoder(window=c.whisper_window, threads=self.threads)
+            tick = time.perf_counter()
+            arrays["whisper_frames"] = self._whisper(audio, c.sample_rate).astype(np.float16)
+            timings["whisper"] = time.perf_counter() - tick
 
     def process(self, item: ExtractItem) -> _Result:
         timings: dict[str, float] = {}
@@ -149,7 +177,7 @@ class _Extractor:
 
     def _process(self, item: ExtractItem, record: dict, timings: dict) -> _Result:
         from mmaffect.extraction.summaries import face_geometry
-        from mmaffect.features.audio import audio_functionals, audio_lld, egemaps_functionals, is_silent
+        from mmaffect.features.audio import audio_functionals, audio_lld, is_silent
         from mmaffect.features.media import decode
 
         c = self.config
@@ -191,9 +219,8 @@ class _Extractor:
             lld = audio_lld(media.audio, c.sample_rate, c.lld_hop)
             arrays["audio_lld"] = lld
             arrays["audio_functionals"] = audio_functionals(lld)
-            if c.egemaps:
-                arrays["egemaps"] = egemaps_functionals(media.audio, c.sample_rate)
             timings["audio"] = time.perf_counter() - tick
+            self._audio_encoders(media.audio, arrays, timings)
             flags["silent"] = silent
             if media.audio_nonfinite:
                 warn.append(f"audio has NaN/Inf samples ({100 * media.audio_nonfinite:.3g} % of them, set to 0): "

@@ -4,6 +4,8 @@
   baseline (20 MFCC + their deltas, zero-crossing rate, spectral centroid/bandwidth/rolloff,
   12 chroma bins, RMS) from one shared STFT (25 ms Hann window, 32 ms FFT, ``hop_seconds`` hop).
 * :func:`audio_functionals` -- a fixed-length utterance vector from those LLDs.
+* :func:`log_mel` -- frame-level log-mel energies (64 bands, 10 ms hop): the input of spectrogram
+  CNNs, which learn their own descriptors instead of using the hand-made ones.
 * :func:`egemaps_functionals` -- openSMILE's eGeMAPSv02 (88 values). openSMILE is under audEERING's
   research licence (non-commercial only), so it is optional and imported only when called.
 * :func:`is_silent` -- whether a clip holds any signal at all (muted tracks, empty segments).
@@ -23,8 +25,11 @@ __all__ = [
     "AUDIO_LLD_NAMES",
     "AUDIO_FUNCTIONAL_NAMES",
     "EGEMAPS_DIM",
+    "LOG_MEL_BANDS",
+    "LOG_MEL_HOP",
     "audio_lld",
     "audio_functionals",
+    "log_mel",
     "egemaps_functionals",
     "is_silent",
 ]
@@ -44,6 +49,8 @@ AUDIO_LLD_NAMES: list[str] = (
 _STATS = ["mean", "std", "p10", "p90"]
 AUDIO_FUNCTIONAL_NAMES: list[str] = [f"{n}_{s}" for s in _STATS for n in AUDIO_LLD_NAMES]
 EGEMAPS_DIM = 88
+LOG_MEL_BANDS = 64
+LOG_MEL_HOP = 0.01  # seconds: the usual 10 ms of spectrogram front ends (Whisper, VGGish, PANNs)
 _POWER_FLOOR = 1e-10  # -100 dB: the level we call "nothing" (keeps log/MFCC finite on digital silence)
 
 
@@ -116,6 +123,26 @@ def audio_lld(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = 
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=0, keepdims=True))  # same frames as zcr
     lld = np.concatenate([mfcc, delta, zcr, centroid, bandwidth, rolloff, chroma, rms], axis=0).T
     return np.nan_to_num(lld.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def log_mel(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = LOG_MEL_HOP,
+            n_mels: int = LOG_MEL_BANDS) -> np.ndarray:
+    """Log-mel energies in dB, float32 ``(T, n_mels)``: 25 ms Hann window, ``hop_seconds`` hop, centred
+    frames (``T = 1 + len(audio) // hop``), 20 Hz to Nyquist, floored at -100 dB (never NaN)."""
+    import librosa
+
+    win, n_fft, hop = _frame_params(sample_rate, hop_seconds)
+    y = _as_mono(audio)
+    if y.size == 0:
+        y = np.zeros(1, np.float32)
+    with warnings.catch_warnings():  # "n_fft too large for input": intended, the clip is zero-padded
+        warnings.filterwarnings("ignore", message="n_fft=", category=UserWarning)
+        power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True,
+                                    pad_mode="constant")) ** 2
+    mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0,
+                                         fmax=sample_rate / 2)
+    db = librosa.power_to_db(np.maximum(mel, _POWER_FLOOR), amin=_POWER_FLOOR, top_db=None)
+    return np.nan_to_num(db.T.astype(np.float32), nan=-100.0, posinf=0.0, neginf=-100.0)
 
 
 def audio_functionals(lld: np.ndarray) -> np.ndarray:
