@@ -42,7 +42,8 @@ def config(model: str, **train) -> ExperimentConfig:
 
 def test_linear_learns_a_separable_problem_and_records_its_choice(tmp_path):
     data = toy(margin=8.0)
-    record = run_one(config("linear", epochs=40, patience=40, lr=1e-2), data, plan_for(len(data)), tmp_path, progress=False)
+    recipe = config("linear", epochs=40, patience=40, lr=1e-2)
+    record = run_one(recipe, data, plan_for(len(data)), tmp_path, progress=False)
     assert record["test"]["acc"] == 100.0
     saved = json.loads((tmp_path / "result.json").read_text())
     chosen = saved["search"]["chosen"]
