@@ -38,7 +38,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -58,8 +57,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from mmaffect.data.dataset import Modality  # noqa: E402
 from mmaffect.io import check_output_dir, check_output_file, write_json  # noqa: E402
+from mmaffect.models.registry import MODELS  # noqa: E402
 from mmaffect.settings import data_root  # noqa: E402
-from mmaffect.training import selection  # noqa: E402
 from mmaffect.training.config import load_config  # noqa: E402
 from mmaffect.training.runs import load_experiment_data, plan_runs, run_one, summarise  # noqa: E402
 
@@ -115,16 +114,6 @@ def floor(data, plans) -> dict:
             "folds": [p.fold for p in plans]}
 
 
-@contextlib.contextmanager
-def fixed_recipe(model: str):
-    """The model's recipe before validation search: its search switched off for the block."""
-    saved = selection.SEARCH_DEFAULTS.pop(model)
-    try:
-        yield
-    finally:
-        selection.SEARCH_DEFAULTS[model] = saved
-
-
 def train(config, data, workdir: Path) -> dict:
     """Every (seed, fold) of ``config`` on ``data`` through ``run_one``; resumable per run."""
     records = []
@@ -150,10 +139,10 @@ def comparison(name: str, overrides: dict, data, mlp: str, work: Path, seeds: li
     rows["floor (logistic regression)"] = floor(data, plans)
     print(f"[{name}] floor: acc {rows['floor (logistic regression)']['acc']['mean']:.1f}", flush=True)
     for label, model in ((mlp, mlp), (f"{mlp} (fixed)", mlp), ("linear", "linear")):
-        config = load_config(None, {**overrides, "model": model, "seeds": seeds})
+        fixed = {"search": {}} if label.endswith("(fixed)") else {}  # the recipe before validation search
+        config = load_config(None, {**overrides, "model": model, "seeds": seeds, **fixed})
         folder = work / name / label.replace(" ", "_").replace("(", "").replace(")", "")
-        with fixed_recipe(model) if label.endswith("(fixed)") else contextlib.nullcontext():
-            rows[label] = train(config, data, folder)
+        rows[label] = train(config, data, folder)
         print(f"[{name}] {label}: acc {rows[label]['acc']['mean']:.1f} ua {rows[label]['ua']['mean']:.1f}",
               flush=True)
     return {"n_rows": len(data), "folds": sorted({p.fold for p in plans}), "seeds": seeds, "rows": rows}
@@ -215,9 +204,9 @@ def main() -> None:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     merged = json.loads(args.output.read_text()) if args.output.is_file() else {}  # --only re-runs one part
     merged.update(results)
-    merged["search_defaults"] = {k: {"space": {kk: list(vv) for kk, vv in v.candidates.items()},
-                                     "max_train_rows": v.max_train_rows}
-                                 for k, v in sorted(selection.SEARCH_DEFAULTS.items())}
+    merged["search_defaults"] = {name: {"space": {k: list(v) for k, v in info.search.items()},
+                                        "max_train_rows": info.search_max_train_rows}
+                                 for name, info in sorted(MODELS.items()) if info.search}
     write_json(args.output, merged)
     for part, res in results.items():
         print(f"\n{part}: {res['split']}; seeds {res['seeds']}")

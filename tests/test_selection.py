@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from mmaffect.data.dataset import AffectDataset, Modality
+from mmaffect.errors import ConfigError
+from mmaffect.models.registry import SMALL_TRAIN_ROWS, model_info
 from mmaffect.training.checkpoint import load_tensors
 from mmaffect.training.config import ExperimentConfig, TrainConfig
 from mmaffect.training.runs import RunPlan, run_one
-from mmaffect.training.selection import SEARCH_DEFAULTS, SMALL_TRAIN_ROWS, search_space, with_values
+from mmaffect.training.selection import search_space, with_values
 
 
 def toy(n: int = 160, dim: int = 8, margin: float = 4.0, seed: int = 0) -> AffectDataset:
@@ -34,8 +36,6 @@ def plan_for(n: int) -> RunPlan:
 
 
 def config(model: str, **train) -> ExperimentConfig:
-    from mmaffect.models.registry import model_info
-
     recipe = {**model_info(model).train_defaults, "epochs": 6, "patience": 3, **train}
     return ExperimentConfig(dataset="toy", model=model, train=TrainConfig(**recipe))
 
@@ -48,8 +48,8 @@ def test_linear_learns_a_separable_problem_and_records_its_choice(tmp_path):
     saved = json.loads((tmp_path / "result.json").read_text())
     chosen = saved["search"]["chosen"]
     assert set(chosen) == {"train.weight_decay"}
-    assert chosen["train.weight_decay"] in SEARCH_DEFAULTS["linear"].candidates["train.weight_decay"]
-    assert len(saved["search"]["candidates"]) == len(SEARCH_DEFAULTS["linear"].candidates["train.weight_decay"])
+    assert chosen["train.weight_decay"] in model_info("linear").search["train.weight_decay"]
+    assert len(saved["search"]["candidates"]) == len(model_info("linear").search["train.weight_decay"])
     # the checkpoint holds the chosen recipe, so the saved model can be rebuilt and audited
     _, meta = load_tensors(tmp_path / "model.safetensors")
     assert meta["train"]["weight_decay"] == chosen["train.weight_decay"]
@@ -89,7 +89,16 @@ def test_a_model_without_a_search_trains_as_before(tmp_path):
 
 
 def test_search_keys_are_checked():
-    from mmaffect.training.selection import default_search
+    from mmaffect.models.base import AffectModel
+    from mmaffect.models.registry import register_model
 
     with pytest.raises(ValueError, match="train.<field> or model_args.<name>"):
-        default_search("x", space={"lr": [1e-3]})
+        register_model("x", description="", search={"lr": [1e-3]})(AffectModel)
+    with pytest.raises(ConfigError, match="train.<field> or model_args.<name>"):
+        search_space(replace(config("audio-mlp"), search={"lr": [1e-3]}), 100)
+
+
+def test_the_config_replaces_or_switches_off_the_search():
+    assert search_space(replace(config("audio-mlp"), search={}), 100) == {}
+    asked = replace(config("audio-mlp"), search={"train.weight_decay": [0.0, 0.5]})
+    assert search_space(asked, 10 * SMALL_TRAIN_ROWS) == {"train.weight_decay": (0.0, 0.5)}

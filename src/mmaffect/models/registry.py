@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mmaffect.errors import ConfigError
 from mmaffect.models.base import AffectModel, ModelSpec
@@ -24,6 +24,9 @@ class ModelInfo:
     train_defaults: dict  # the model's training recipe, under a config file and the command line
     heads: tuple[str, ...] | None  # task heads it supports (score, logits, tags); None = all
     needs: frozenset[str] = frozenset({"vectors"})  # batch inputs it reads (AffectModel.needs)
+    # candidate values chosen on validation before the run (mmaffect.training.selection), by dotted key
+    search: dict[str, tuple] = field(default_factory=dict)
+    search_max_train_rows: int | None = None  # search only on training sets up to this size (None: always)
 
     def hparams(self) -> dict[str, object]:
         """Hyper-parameters the factory accepts (beyond ``spec``) with their defaults."""
@@ -32,16 +35,26 @@ class ModelInfo:
 
 
 MODELS: dict[str, ModelInfo] = {}
+SMALL_TRAIN_ROWS = 3000  # "small data": models that declare a search run it up to this many training rows
 
 
 def register_model(name: str, *, description: str, modalities: tuple[str, ...] | None = None,
-                   train_defaults: dict | None = None, heads: tuple[str, ...] | None = None, **fixed):
+                   train_defaults: dict | None = None, heads: tuple[str, ...] | None = None,
+                   search: dict[str, list] | None = None, search_max_train_rows: int | None = SMALL_TRAIN_ROWS,
+                   **fixed):
     """Register a model class under ``name``; ``fixed`` keyword arguments are bound for this name.
 
     Binding lets one class serve several names, e.g. ``text-mlp`` = ``UnimodalMLP(modality="t")``.
     ``train_defaults`` are :class:`~mmaffect.training.config.TrainConfig` values this model trains
     best with (e.g. TFN's large batches); config files and command-line options override them.
+    ``search`` declares candidate values (``train.<field>`` or ``model_args.<name>`` -> list) chosen on
+    the validation rows before each run, on training sets of at most ``search_max_train_rows`` rows
+    (see :mod:`mmaffect.training.selection`).
     """
+    for key, values in (search or {}).items():
+        section, _, leaf = key.partition(".")
+        if section not in ("train", "model_args") or not leaf or not values:
+            raise ValueError(f"search key {key!r} must be train.<field> or model_args.<name> with values")
 
     def decorate(cls: type[AffectModel]) -> type[AffectModel]:
         if name in MODELS:
@@ -53,7 +66,8 @@ def register_model(name: str, *, description: str, modalities: tuple[str, ...] |
         factory.__signature__ = inspect.Signature(
             [p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in fixed])
         MODELS[name] = ModelInfo(name, factory, cls.input_form, modalities, description, dict(train_defaults or {}),
-                                 heads, cls.needs)
+                                 heads, cls.needs, {k: tuple(v) for k, v in (search or {}).items()},
+                                 search_max_train_rows)
         return cls
 
     return decorate

@@ -85,6 +85,8 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     standardize: bool | list[str] = True  # z-score features on training rows: all, none, or these modalities
     cv: CVConfig | None = None
+    # replaces the model's validation search (train.<field> / model_args.<name> -> values); {} = no search
+    search: dict | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
@@ -95,6 +97,9 @@ class ExperimentConfig:
         if not self.seeds:
             raise ConfigError("at least one seed is needed")
         self.train.validate()
+        if self.search is not None and not isinstance(self.search, dict):
+            raise ConfigError(f"search must be a mapping of train.<field> / model_args.<name> to lists, "
+                              f"not {self.search!r} ({{}} switches the search off)")
 
     def to_dict(self) -> dict:
         return asdict(self)

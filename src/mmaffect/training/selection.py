@@ -2,17 +2,19 @@
 
 Why: on a few hundred training rows a fixed recipe (an MLP with 256 hidden units and no weight
 decay) over-fits, and a linear model on the same features beats it. Rather than hand-tuning per
-dataset, a model declares a small grid of candidate values (:func:`default_search`); every candidate
+dataset, a model declares a small grid of candidate values when it registers
+(``register_model(..., search={...})``); every candidate
 is fitted on the run's training rows, early-stopped on its validation rows, and the one with the best
 validation value of ``train.select`` wins. The test rows are never passed to this module, so the
 choice cannot depend on them. :func:`choose_config` returns the run's config with the winning values,
 which the caller fits once more (the same seed gives the same weights) and evaluates on test as usual;
 the candidates, their validation values and the chosen values go into the run's ``result.json``.
 
-A search only runs on training sets up to the model's ``max_train_rows``: with more rows the default
-recipe is adequate and one fit costs more, so the grid's extra fits would buy little. A value the
-user set explicitly (``--set model_args.hidden=128``, or a ``train.*`` value other than the model's
-default recipe) is kept and not searched.
+A search only runs on training sets up to the model's ``search_max_train_rows``: with more rows the
+default recipe is adequate and one fit costs more, so the grid's extra fits would buy little. A value
+the user set explicitly (``--set model_args.hidden=128``, or a ``train.*`` value other than the model's
+default recipe) is kept and not searched. The experiment config's ``search`` replaces the model's grid
+(``--set search={}`` switches the search off).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 
 import numpy as np
 import torch
@@ -33,36 +35,6 @@ from mmaffect.training.trainer import LOWER_IS_BETTER, fit
 
 log = logging.getLogger(__name__)
 
-SMALL_TRAIN_ROWS = 3000  # "small data": the unimodal MLPs search their recipe up to this many training rows
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """Candidate values per dotted key (``train.<field>`` or ``model_args.<name>``), searched as a
-    grid, on training sets of at most ``max_train_rows`` rows (``None``: always)."""
-
-    candidates: dict[str, tuple]
-    max_train_rows: int | None
-
-
-SEARCH_DEFAULTS: dict[str, SearchSpace] = {}
-
-
-def default_search(*names: str, space: dict[str, list], max_train_rows: int | None = SMALL_TRAIN_ROWS):
-    """Class decorator declaring the validation search of the registered models ``names``."""
-    for key, values in space.items():
-        section, _, leaf = key.partition(".")
-        if section not in ("train", "model_args") or not leaf or not values:
-            raise ValueError(f"search key {key!r} must be train.<field> or model_args.<name> with values")
-
-    def decorate(cls):
-        for name in names:
-            SEARCH_DEFAULTS[name] = SearchSpace({k: tuple(v) for k, v in space.items()}, max_train_rows)
-        return cls
-
-    return decorate
-
-
 def _recipe(model: str) -> TrainConfig:
     """The model's default training recipe: TrainConfig defaults under its ``train_defaults``."""
     return replace(TrainConfig(), **model_info(model).train_defaults)
@@ -70,14 +42,23 @@ def _recipe(model: str) -> TrainConfig:
 
 def search_space(config: ExperimentConfig, n_train: int) -> dict[str, tuple]:
     """The keys and candidate values to search for ``config`` on ``n_train`` training rows ({}: none)."""
-    model_info(config.model)  # imports the model modules, which declare their searches
-    space = SEARCH_DEFAULTS.get(config.model)
-    if space is None or (space.max_train_rows is not None and n_train > space.max_train_rows):
+    info = model_info(config.model)
+    if config.search is not None:
+        candidates = {key: tuple(values) if isinstance(values, list | tuple) else values
+                      for key, values in config.search.items()}
+    elif info.search_max_train_rows is None or n_train <= info.search_max_train_rows:
+        candidates = info.search
+    else:
         return {}
     recipe = _recipe(config.model)
     out = {}
-    for key, values in space.candidates.items():
+    for key, values in candidates.items():
         section, _, leaf = key.partition(".")
+        if section not in ("train", "model_args") or not leaf or not isinstance(values, tuple) or not values:
+            raise ConfigError(f"search key {key!r} must be train.<field> or model_args.<name> with a list of values")
+        if config.search is not None:
+            out[key] = values  # asked for explicitly: searched as given
+            continue
         if section == "model_args" and leaf in config.model_args:
             continue  # set by the user
         if section == "train" and getattr(config.train, leaf) != getattr(recipe, leaf):

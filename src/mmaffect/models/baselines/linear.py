@@ -17,13 +17,12 @@ from torch import Tensor, nn
 
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
 from mmaffect.models.registry import register_model
-from mmaffect.training.selection import default_search
 
 
-@default_search("linear", space={"train.weight_decay": [1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]}, max_train_rows=None)
 @register_model("linear", description="softmax / ridge head on the concatenated utterance vectors "
                                       "(L2 weight decay chosen on validation)",
-                train_defaults={"epochs": 200})
+                train_defaults={"epochs": 200},
+                search={"train.weight_decay": [1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]}, search_max_train_rows=None)
 class Linear(AffectModel):
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
