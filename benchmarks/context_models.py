@@ -69,19 +69,30 @@ def tfidf_floor(dataset: str) -> dict:
             "test_per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}}
 
 
-def summarise_runs(results: dict, rundir: Path, metrics: tuple[str, ...]) -> dict:
-    """Mean ± std per headline metric, per-class test F1 (mean over seeds) and timings."""
-    row = {"test": {m: {"mean": results["test"][m]["mean"], "std": results["test"][m]["std"],
-                        "per_seed": results["test"][m]["per_run"]} for m in metrics},
-           "valid": {m: results["valid"][m]["mean"] for m in metrics},
-           "seeds": results["seeds"], "seconds_per_epoch": results["seconds_per_epoch"],
-           "seconds_per_run": results["train_seconds"] / len(results["seeds"]),
-           "epochs_run": results["epochs_run"], "best_epochs": results["best_epochs"],
-           "n_params": results["n_params"], "config": results["config"]}
-    reports = [json.loads((rundir / f"seed{s}" / "result.json").read_text())["test_report"] for s in results["seeds"]]
-    if reports and reports[0]:
-        names = list(reports[0]["per_class"])
-        row["test_per_class_f1"] = {n: float(np.mean([r["per_class"][n]["f1"] for r in reports])) for n in names}
+def summarise_runs(rundir: Path, metrics: tuple[str, ...]) -> dict | None:
+    """Mean ± sample std per headline metric over the finished seeds of one variant (from each seed's
+    ``result.json``), per-class test F1 (mean over seeds) and timings; None if no seed finished."""
+    records = [json.loads(p.read_text()) for p in sorted(rundir.glob("seed*/result.json"))]
+    if not records:
+        return None
+    config = json.loads((rundir / "config.json").read_text())
+
+    def stats(values: list[float]) -> dict:
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "per_seed": values}
+
+    row = {"test": {m: stats([r["test"][m] for r in records]) for m in metrics},
+           "valid": {m: float(np.mean([r["valid"][m] for r in records])) for m in metrics},
+           "seeds": [r["seed"] for r in records], "complete": len(records) == len(config["seeds"]),
+           "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in records])),
+           "seconds_per_run": float(np.mean([r["seconds"] for r in records])),
+           "epochs_run": [r["epochs_run"] for r in records], "best_epochs": [r["best_epoch"] for r in records],
+           "n_params": records[0]["n_params"], "model": config["model"], "model_args": config["model_args"],
+           "train": config["train"]}
+    if records[0]["test_report"]:
+        names = list(records[0]["test_report"]["per_class"])
+        row["test_per_class_f1"] = {n: float(np.mean([r["test_report"]["per_class"][n]["f1"] for r in records]))
+                                    for n in names}
     return row
 
 
@@ -106,9 +117,24 @@ def markdown_table(paths: list[str]) -> str:
             digits = {"mae": 3, "corr": 3}
             metrics = ", ".join(f"{m} {v['mean']:.{digits.get(m, 1)}f} ± {v['std']:.{digits.get(m, 1)}f}"
                                 for m, v in row["test"].items())
-            lines.append(f"| {result['dataset']} | {variant} | {metrics} | {len(row['seeds'])} | "
+            seeds = ",".join(map(str, row["seeds"])) + ("" if row.get("complete", True) else " (unfinished)")
+            lines.append(f"| {result['dataset']} | {variant} | {metrics} | {seeds} | "
                          f"{row['seconds_per_epoch']:.1f} | {row['seconds_per_run']:.0f} |")
     return "\n".join(lines)
+
+
+def collect(dataset: str, workdir: Path, output: str) -> None:
+    """Rewrite ``output`` from every variant's finished seeds in ``workdir`` (rows of a variant whose
+    seeds did not all finish say ``"complete": false``), keeping its TF-IDF row."""
+    check_output_file(output)
+    previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
+    rows = {k: v for k, v in previous.get("rows", {}).items() if k == "tfidf-logreg"}
+    for variant in VARIANTS:
+        row = summarise_runs(workdir / f"{dataset}_{variant}", HEADLINE[dataset]) \
+            if (workdir / f"{dataset}_{variant}").is_dir() else None
+        if row is not None:
+            rows[variant] = row
+    write_json(output, {**previous, "dataset": dataset, "rows": rows})
 
 
 def main() -> None:
@@ -118,6 +144,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--collect", action="store_true",
+                        help="only rebuild the JSON from the run folders (finished seeds, incl. unfinished variants)")
+    parser.add_argument("--no-floor", action="store_true", help="skip the TF-IDF floor (another process runs it)")
     parser.add_argument("--workdir", default="../runs/hj_context", help="run folders (resumable)")
     parser.add_argument("--output", default=None, help="default benchmarks/results/context_<dataset>.json")
     args = parser.parse_args()
@@ -126,6 +155,9 @@ def main() -> None:
         return
     if args.dataset is None:
         parser.error("--dataset is required (or --table)")
+    if args.collect:
+        collect(args.dataset, Path(args.workdir), args.output or f"benchmarks/results/context_{args.dataset}.json")
+        return
     torch.set_num_threads(args.threads)
     output = args.output or f"benchmarks/results/context_{args.dataset}.json"
     check_output_file(output)
@@ -135,20 +167,21 @@ def main() -> None:
               "note": "test metrics mean ± sample std over seeds; selection on validation only; "
                       "timings taken on the shared 2-core machine under load",
               "rows": previous.get("rows", {})}
-    if args.dataset != "mosi-bclstm" and "tfidf-logreg" not in result["rows"]:
-        result["rows"]["tfidf-logreg"] = tfidf_floor(args.dataset)
-        write_json(output, result)
     for variant in args.variants.split(","):
         model, model_args = VARIANTS[variant]
         config = ExperimentConfig(dataset=args.dataset, model=model, model_args=model_args, seeds=args.seeds,
                                   train=train_config(args.dataset))
         rundir = Path(args.workdir) / f"{args.dataset}_{variant}"
-        results = run_experiment(config, rundir, progress=False)
-        result["rows"][variant] = summarise_runs(results, rundir, HEADLINE[args.dataset])
+        run_experiment(config, rundir, progress=False)
+        result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset])
         write_json(output, result)
         test = result["rows"][variant]["test"]
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
               f"{result['rows'][variant]['seconds_per_epoch']:.2f} s/epoch", flush=True)
+    # the floor last: under load its six fits take minutes, and the neural rows matter more
+    if args.dataset != "mosi-bclstm" and not args.no_floor and "tfidf-logreg" not in result["rows"]:
+        result["rows"]["tfidf-logreg"] = tfidf_floor(args.dataset)
+        write_json(output, result)
     print(json.dumps({"output": output}))
 
 
