@@ -74,16 +74,24 @@ def test_analyze_a_real_clip(model_dir, data_dir, tmp_path, capsys, monkeypatch)
     real_extract = pipeline.extract
 
     def spy(items, output, config=None, **kwargs):
-        seen.append(config)
+        seen.append((config, kwargs.get("threads")))
         return real_extract(items, output, config, **kwargs)
 
     monkeypatch.setattr(pipeline, "extract", spy)
     clip = data_dir / "iemocap_clips" / "Ses01M_impro07_M013.mp4"
     out, plot = tmp_path / "result.json", tmp_path / "timeline.png"
-    assert main(["analyze", str(clip), "--checkpoint", str(model_dir), "--json", str(out), "--plot", str(plot)]) == 0
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--threads", "2", "analyze", str(clip), "--checkpoint", str(model_dir), "--json", str(out),
+                     "--plot", str(plot)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide; later tests keep their own setting
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
-    assert [c.fps for c in seen] == [FPS] and result["extraction"]["fps"] == FPS  # the training recipe's fps
+    assert [c.fps for c, _ in seen] == [FPS] and result["extraction"]["fps"] == FPS  # the training recipe's fps
+    assert [threads for _, threads in seen] == [2]  # the one --threads setting reaches extraction
     assert result["n_models"] == 2 and result["contributions_from"] == "relevance"
     assert 11.0 < result["duration"] < 12.5 and result["segments"]
     for seg in result["segments"]:

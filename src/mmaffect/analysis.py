@@ -99,7 +99,7 @@ class Analyzer:
     Segments are extracted with the checkpoint's feature recipe (:mod:`mmaffect.recipe`): the
     extraction settings of the features it was trained on and the sequence step rate of its reader."""
 
-    def __init__(self, checkpoint: str | Path, asr_model: str | None = None):
+    def __init__(self, checkpoint: str | Path, asr_model: str | None = None, threads: int = 1):
         from mmaffect.features.asr import SpeechRecognizer
 
         self.checkpoint = Path(checkpoint)
@@ -108,7 +108,8 @@ class Analyzer:
             raise DataError(checkpoint, "analyze needs a classification model (it has no classes)")
         self.models = self.predictor.models
         self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per video
-        self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model)
+        self.threads = threads  # the one --threads setting: Whisper and the face/audio extractors use it
+        self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model, threads=threads)
         self.classes = self.predictor.classes
         self.modalities = list(self.predictor.modalities)
 
@@ -126,7 +127,7 @@ class Analyzer:
             words = self.recognizer(media.audio, media.sample_rate).words
         windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
         items = [(f"segment{i:03d}", video, w.text, w.start, w.end) for i, w in enumerate(windows)]
-        data, failed, records = self.predictor.media_features(items, {"asr": "never"})
+        data, failed, records = self.predictor.media_features(items, {"asr": "never"}, threads=self.threads)
         if data is None:
             raise DataError(video, f"no segment could be analysed ({next(iter(failed.values()))})")
         probs, contributions, source = _predict(self.models, data)

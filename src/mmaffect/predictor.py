@@ -197,7 +197,8 @@ class Predictor:
                                          "encoder: it cannot embed new text")
 
     def media_features(self, items: list[tuple[str, Path, str | None, float | None, float | None]],
-                       extract_overrides: dict | None = None) -> tuple[AffectDataset | None, dict[str, str], dict]:
+                       extract_overrides: dict | None = None, threads: int = 1
+                       ) -> tuple[AffectDataset | None, dict[str, str], dict]:
         """Extract ``(id, path, text, start, end)`` items with the checkpoint's recipe into a temporary
         cache and read them back as the model's modalities.
 
@@ -214,7 +215,7 @@ class Predictor:
         extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
             folder = Path(tmp) / "cache"
-            report = extract(extract_items, folder, config, workers=1, progress=False)
+            report = extract(extract_items, folder, config, workers=1, threads=threads, progress=False)
             failed = dict(report.failed)
             ok = [i for i, *_ in items if i not in failed]
             if not ok:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     video = Path(args.video)
     if not video.is_file():
         raise DataError(video, "no such file" if not video.exists() else "not a file")
-    result = Analyzer(checkpoint, asr_model=args.asr_model)(video)
+    result = Analyzer(checkpoint, asr_model=args.asr_model, threads=getattr(args, "threads", None) or 1)(video)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)
