@@ -46,3 +46,10 @@ def test_errors_name_the_problem(tmp_path):
     bad.write_text("dataset: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: cannot read config"):
         load_config(bad)
+
+
+def test_loss_weights_merge_with_the_model_recipe():
+    """Setting one loss weight keeps the model's other recipe weights (they are a mapping, merged by key)."""
+    config = load_config(None, {"dataset": "mosi-bclstm", "model": "semanticmac"},
+                         ["train.loss_weights.sccl_intra=0.5"])
+    assert config.train.loss_weights == {"sccl_intra": 0.5, "sccl_inter": 0.1}

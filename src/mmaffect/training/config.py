@@ -193,7 +193,10 @@ def load_config(path: str | Path | None, overrides: dict | None = None, sets: li
     if raw.get("model"):
         from mmaffect.models.registry import model_info
 
-        raw["train"] = {**model_info(raw["model"]).train_defaults, **(raw.get("train") or {})}
+        defaults, given = model_info(raw["model"]).train_defaults, raw.get("train") or {}
+        # mappings (loss_weights) merge key by key: --set train.loss_weights.x=1 keeps the recipe's other weights
+        raw["train"] = {**defaults, **given, **{k: {**defaults[k], **given[k]} for k in given
+                                                if isinstance(defaults.get(k), dict) and isinstance(given[k], dict)}}
     config = from_dict(raw)
     config.validate()
     return config

@@ -6,30 +6,11 @@ TFN's fusion weight decomposed into rank-R modality factors:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from mmaffect.models.base import AffectModel, Heads, ModelSpec, SubNet
+from mmaffect.models.blocks.fusion import LowRankFusion
 from mmaffect.models.registry import register_model
-
-
-class LowRankFusion(nn.Module):
-    def __init__(self, widths: list[int], out_dim: int, rank: int):
-        super().__init__()
-        self.factors = nn.ParameterList([nn.Parameter(torch.empty(rank, w + 1, out_dim)) for w in widths])
-        for factor in self.factors:
-            nn.init.xavier_normal_(factor)
-        self.rank_weights = nn.Parameter(torch.empty(1, rank))
-        nn.init.xavier_normal_(self.rank_weights)
-        self.bias = nn.Parameter(torch.zeros(out_dim))
-
-    def forward(self, xs: list[Tensor]) -> Tensor:
-        ones = xs[0].new_ones(xs[0].shape[0], 1)
-        product = None
-        for x, factor in zip(xs, self.factors, strict=True):
-            projected = torch.matmul(torch.cat([ones, x], dim=-1), factor)  # (R, B, out)
-            product = projected if product is None else product * projected
-        return torch.einsum("r,rbo->bo", self.rank_weights[0], product) + self.bias
 
 
 # Defaults chosen on MOSI validation loss (bc-LSTM split, 3 seeds; test never looked at): rank 8 and
