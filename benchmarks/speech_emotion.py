@@ -192,10 +192,49 @@ def speed(cache_meta: dict, manifest: Path, n_per_actor: int = 2) -> dict:
     return out
 
 
+def _cell(value) -> str:
+    if value is None:
+        return "not run"
+    if isinstance(value, (int, float)):
+        return f"{value:.1f}"
+    if isinstance(value, str):
+        return value
+    return f"{value['mean']:.1f} ± {value['std']:.1f}"
+
+
+def table(results: dict) -> str:
+    """The markdown tables of docs/voice.md, printed from a results file (``--table``)."""
+    ref = results["reference_floor"]
+    lines = ["| row | model | audio features | test acc | test UA | 6-fold CV acc | 6-fold CV UA |",
+             "|---|---|---|---|---|---|---|",
+             f"| reference floor | logistic regression | MFCC/RMS/ZCR/centroid stats (dataset README) | "
+             f"{ref['test']['acc']} | {ref['test']['wacc']} | {ref['cv']['acc']} | {ref['cv']['wacc']} |"]
+    order = ["majority", *LOGREG, *ROWS]
+    for name in sorted(results["rows"], key=order.index):
+        row = results["rows"][name]
+        args = row.get("dataset_args", {})
+        feats = "-" if name == "majority" else (args.get("audio_sequence") or args.get("audio_vector"))
+        if args.get("speaker_norm"):
+            feats += ", speaker_norm"
+        model = "majority class" if name == "majority" else row["model"].split(",")[0]
+        cv = row.get("cv") or {}
+        lines.append(f"| {name} | {model} | {feats} | {_cell(row['test']['acc'])} | {_cell(row['test']['wacc'])} | "
+                     f"{_cell(cv.get('acc'))} | {_cell(cv.get('wacc'))} |")
+    speed_rows = []
+    if "extraction_speed" in results:
+        sp = results["extraction_speed"]
+        trim, full = (sp[f"whisper_window_{w}"]["seconds_per_audio_minute"] for w in ("trim", "full"))
+        speed_rows = ["", "| extractor | s per audio minute |", "|---|---|"]
+        speed_rows += [f"| {k} | {trim[k]:.2f} |" for k in ("decode", "audio", "egemaps", "logmel")]
+        speed_rows += [f"| whisper, --whisper-window trim | {trim['whisper']:.2f} |",
+                       f"| whisper, --whisper-window full | {full['whisper']:.2f} |"]
+    return "\n".join(lines + speed_rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cache", required=True, help="RAVDESS cache extracted as in the module docstring")
-    p.add_argument("--work", required=True, help="folder for the runs (resumable)")
+    p.add_argument("--cache", help="RAVDESS cache extracted as in the module docstring")
+    p.add_argument("--work", help="folder for the runs (resumable)")
     p.add_argument("--rows", help="comma-separated rows (default: all): majority, " + ", ".join([*LOGREG, *ROWS]))
     p.add_argument("--seeds", type=int, default=3, help="seeds on the test split (default 3)")
     p.add_argument("--cv-seeds", type=int, default=1, help="seeds per CV fold (default 1; 0 = no CV)")
@@ -205,10 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(RESULTS), help=f"results file (default {RESULTS})")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--table", action="store_true", help="only print the markdown tables of the results file")
     args = p.parse_args(argv)
 
     import json
 
+    if args.table:
+        print(table(json.loads(Path(args.results).read_text())))
+        return 0
     import torch
 
     import mmaffect.models.audio  # noqa: F401  (registers audio-cnn / audio-asp)
@@ -216,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     from mmaffect.extraction.cache import FeatureCache
     from mmaffect.io import check_output_file, write_json
 
+    if not (args.cache and args.work):
+        p.error("--cache and --work are required (except with --table)")
     torch.set_num_threads(args.threads)
     results_path = check_output_file(args.results)
     results = json.loads(results_path.read_text()) if results_path.exists() else {"rows": {}}
