@@ -214,3 +214,19 @@ def test_cross_validated_spread_is_over_folds_and_seeds(tmp_path, capsys):
     assert "± over 3 folds x 2 seeds [0, 1] (6 runs; sample std)" in header
     results = json.loads((out / "results.json").read_text())
     assert len(results["test"]["acc"]["per_run"]) == 6 and results["folds"] == [0, 1, 2]
+
+
+def test_library_messages_reach_stderr_once(tmp_path, capsys):
+    """Library code logs instead of printing; the CLI shows those lines on stderr, once each however often
+    main runs in one process (one handler), and keeps stdout for results."""
+    rows = ["text,label"] + [f"utterance number {i} {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}"
+                             for i in range(24)]
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    for run in ("a", "b"):
+        assert main(["--threads", "1", "train", "--dataset", f"manifest:{manifest}", "--model", "linear",
+                     "--cv", "3", "--group-by", "none", "--epochs", "2", "--quiet", "--output",
+                     str(tmp_path / run)]) == 0
+        out, err = capsys.readouterr()
+        assert "validation search" not in out
+        assert err.count("validation search over 6 candidates chose") == 3  # one per fold, not duplicated

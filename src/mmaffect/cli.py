@@ -394,6 +394,24 @@ def _apply_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _show_library_messages() -> None:
+    """Library code logs (``mmaffect.*`` loggers) instead of printing; a command shows its INFO lines
+    (progress such as "encoding text 1024/5163") and warnings on stderr, once per process."""
+    import logging
+
+    class CurrentStderr(logging.StreamHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            self.stream = sys.stderr  # whatever stderr is now (tests and tools swap it)
+            super().emit(record)
+
+    log = logging.getLogger("mmaffect")
+    if not any(isinstance(h, logging.StreamHandler) and type(h).__name__ == "CurrentStderr" for h in log.handlers):
+        handler = CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -403,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     # when torch loads, so set before any command imports it
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    _show_library_messages()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --devices N re-runs the command
     handlers = {"datasets": _cmd_datasets, "models": _cmd_models, "train": _cmd_train, "ablate": _cmd_ablate,
                 "evaluate": _cmd_evaluate, "benchmark": _cmd_benchmark}

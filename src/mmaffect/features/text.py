@@ -11,6 +11,7 @@ encoder version, so a new encoder or setting never reads stale vectors.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -21,6 +22,8 @@ import torch
 
 from mmaffect.settings import cache_root
 from mmaffect.store import ArrayStore
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 
@@ -133,7 +136,7 @@ class TextEncoder:
             for start in range(0, len(missing), chunk):
                 part = missing[start:start + chunk]
                 if progress:
-                    print(f"encoding text {start + len(part)}/{len(missing)} with {self.model_name}", flush=True)
+                    log.info("encoding text %d/%d with %s", start + len(part), len(missing), self.model_name)
                 encoded = self.encode([t for _, t in part])
                 items = {k: {"vector": v, "tokens": s} for (k, _), (v, s) in zip(part, encoded, strict=True)}
                 store.put_many(items)
