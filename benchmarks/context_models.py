@@ -115,8 +115,9 @@ def markdown_table(paths: list[str]) -> str:
                              f"{row['seconds']:.0f} |")
                 continue
             digits = {"mae": 3, "corr": 3}
-            metrics = ", ".join(f"{m} {v['mean']:.{digits.get(m, 1)}f} ± {v['std']:.{digits.get(m, 1)}f}"
-                                for m, v in row["test"].items())
+            metrics = ", ".join(f"{m} {v['mean']:.{digits.get(m, 1)}f}" + (
+                f" ± {v['std']:.{digits.get(m, 1)}f}" if len(row["seeds"]) > 1 else "")
+                for m, v in row["test"].items())
             seeds = ",".join(map(str, row["seeds"])) + ("" if row.get("complete", True) else " (unfinished)")
             lines.append(f"| {result['dataset']} | {variant} | {metrics} | {seeds} | "
                          f"{row['seconds_per_epoch']:.1f} | {row['seconds_per_run']:.0f} |")
