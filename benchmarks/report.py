@@ -14,6 +14,8 @@ Which command writes which file:
   ``train-speed_*.json`` and (through ``benchmarks/floors.py``) ``floors.json``;
 * ``python benchmarks/extraction_speed.py``: ``extraction_speed.json``;
 * ``python benchmarks/analysis_model.py``: ``analysis_model.json``;
+* ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm):
+  ``context_D.json``;
 * ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
   ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
@@ -208,9 +210,27 @@ def context() -> str:
     return markdown(["model", *metrics], rows)
 
 
+def context_models() -> str:
+    """Context models beside their own no-context variant and the TF-IDF floor; unfinished rows say so."""
+    rows = []
+    for dataset, metrics in (("iemocap6-text", ["f1_weighted", "acc", "wacc", "f1_macro"]),
+                             ("meld7-text", ["f1_weighted", "acc", "wacc", "f1_macro"]),
+                             ("mosi-bclstm", ["acc2_has0", "acc2_non0", "mae", "corr"])):
+        for variant, r in load(f"context_{dataset}.json")["rows"].items():
+            if "seeds" not in r:  # the TF-IDF logistic-regression floor: one fit, no seeds
+                values = ", ".join(f"{m} {r['test'][m]:.{digits(m)}f}" for m in metrics)
+                rows.append([dataset, f"*floor:* TF-IDF logistic regression (C={r['C']:g})", values, "–"])
+                continue
+            values = ", ".join(f"{m} {cell(r['test'], m)}" for m in metrics)
+            seeds = ",".join(map(str, r["seeds"])) + ("" if r["complete"] else " (unfinished)")
+            rows.append([dataset, variant, values, seeds])
+    return markdown(["dataset", "variant", "test (mean ± std over seeds)", "seeds"], rows)
+
+
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
-          "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context}
+          "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context,
+          "context-models": context_models}
 
 
 def tables() -> dict[str, str]:
