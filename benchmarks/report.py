@@ -16,6 +16,7 @@ Which command writes which file:
 * ``python benchmarks/analysis_model.py``: ``analysis_model.json``;
 * ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm):
   ``context_D.json``;
+* ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
 * ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
   ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
@@ -227,10 +228,24 @@ def context_models() -> str:
     return markdown(["dataset", "variant", "test (mean ± std over seeds)", "seeds"], rows)
 
 
+def small_data() -> str:
+    """The small-data comparisons of issue 16: searched MLP, its old fixed recipe and ``linear`` beside
+    the logistic-regression floor on the same rows, vectors and folds."""
+    data = load("small_data.json")
+    names = {"text": "MELD pos/neg, 800 rows, MiniLM vectors", "audio": "RAVDESS audio only, with eGeMAPS",
+             "audio_no_egemaps": "RAVDESS audio only, no eGeMAPS"}
+    rows = []
+    for part, label in names.items():
+        for model, r in data[part]["rows"].items():
+            rows.append([label, model, f"{r['acc']['mean']:.1f} ± {r['acc']['std']:.1f}",
+                         f"{r['ua']['mean']:.1f} ± {r['ua']['std']:.1f}", str(len(r["acc"]["per_run"]))])
+    return markdown(["data", "model", "acc", "UA", "runs (seeds x folds)"], rows)
+
+
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
           "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context,
-          "context-models": context_models}
+          "context-models": context_models, "small-data": small_data}
 
 
 def tables() -> dict[str, str]:
