@@ -169,10 +169,13 @@ def _frames(arrays: dict[str, np.ndarray], name: str) -> np.ndarray | None:
 
 
 def _pooled(frames: np.ndarray | None, width: int) -> np.ndarray:
-    """Mean and std over the real frames (zeros without audio)."""
+    """Mean and std over the real frames (zeros without audio). Summed in float64: a float32 sum's last
+    bits depend on the memory alignment of the buffer read from the store, which would change the data
+    fingerprint between two loads of the same cache and refuse resuming a run."""
     if frames is None or len(frames) == 0:
         return np.zeros(2 * width, np.float32)
-    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
+    f = frames.astype(np.float64)
+    return np.concatenate([f.mean(axis=0), f.std(axis=0)]).astype(np.float32)
 
 
 def _require(cache: FeatureCache, parts: Sequence[str]) -> None:
