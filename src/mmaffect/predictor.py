@@ -265,8 +265,12 @@ class Predictor:
         from mmaffect.data.registry import load_dataset
 
         options = {}
-        if dataset.startswith("cache:") and self.recipe.step_fps is not None:
-            options["fps"] = self.recipe.step_fps  # the sequence steps the model was trained on
+        if dataset.startswith("cache:"):
+            # read the cache as the model was trained on it: which audio representation, speaker norm
+            trained = self.recipe.dataset_args
+            options = {k: trained[k] for k in ("audio_vector", "audio_sequence", "speaker_norm") if k in trained}
+            if self.recipe.step_fps is not None:
+                options["fps"] = self.recipe.step_fps  # the sequence steps the model was trained on
         data = load_dataset(dataset, sequences=self.sequences, **options)
         media = data.meta.get("features")  # a dict for cache: datasets, a description for corpus readers
         config = ((media.get("extraction") or {}).get("config") if isinstance(media, dict) else None)
