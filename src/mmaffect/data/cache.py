@@ -8,6 +8,7 @@ The transcripts are embedded with MiniLM (text), audio and visual features come 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import torch
 from mmaffect.data.dataset import AffectDataset
 from mmaffect.data.registry import register_prefix
 from mmaffect.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["load_cache"]
 
@@ -85,8 +88,8 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
         failed = [r for r in records.values() if r["status"] != "ok"]
         if failed:
             shown = "; ".join(f"{r['id']} ({r.get('reason')})" for r in failed[:3])
-            print(f"cache:{path}: skipped {len(failed)} failed item(s): {shown}" + (" ..." if len(failed) > 3 else ""),
-                  flush=True)
+            log.warning("cache:%s: skipped %d failed item(s): %s%s", path, len(failed), shown,
+                        " ..." if len(failed) > 3 else "")
         if not ok:
             raise DataError(path, "no successfully extracted items in this cache")
         ids = [r["id"] for r in ok]

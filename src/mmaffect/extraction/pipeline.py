@@ -297,8 +297,8 @@ def extract(
             if progress:
                 from tqdm import tqdm
 
-                print(f"extract: {len(items)} items, {len(cached)} already cached, {len(todo)} to extract "
-                      f"with {workers} worker(s) into {output}; {asr_plan(config, todo)}", file=sys.stderr, flush=True)
+                logger.info("extract: %d items, %d already cached, %d to extract with %d worker(s) into %s; %s",
+                            len(items), len(cached), len(todo), workers, output, asr_plan(config, todo))
                 if todo:
                     bar = tqdm(total=len(todo), desc="extract", unit="item", file=sys.stderr, dynamic_ncols=True)
 
@@ -342,5 +342,5 @@ def extract(
                 raise
             finish()
     if progress:
-        print(f"extract: {report.summary()}", file=sys.stderr, flush=True)
+        logger.info("extract: %s", report.summary())
     return report
