@@ -65,6 +65,22 @@ def _frame_params(sample_rate: int, hop_seconds: float) -> tuple[int, int, int]:
     return win, n_fft, hop
 
 
+def _stft_magnitude(audio: np.ndarray, sample_rate: int, hop_seconds: float
+                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(mono signal, |STFT| (n_fft // 2 + 1, T), n_fft, hop)`` with centred, zero-padded frames; an
+    empty clip becomes one zero sample, so every feature has at least one frame."""
+    import librosa
+
+    win, n_fft, hop = _frame_params(sample_rate, hop_seconds)
+    y = _as_mono(audio)
+    if y.size == 0:
+        y = np.zeros(1, np.float32)
+    with warnings.catch_warnings():  # "n_fft too large for input": intended, the clip is zero-padded
+        warnings.filterwarnings("ignore", message="n_fft=", category=UserWarning)
+        stft = librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True, pad_mode="constant")
+    return y, np.abs(stft), n_fft, hop
+
+
 def _as_mono(audio: np.ndarray) -> np.ndarray:
     y = np.asarray(audio, dtype=np.float32)
     if y.ndim != 1:
@@ -81,15 +97,8 @@ def audio_lld(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = 
     """
     import librosa
 
-    win, n_fft, hop = _frame_params(sample_rate, hop_seconds)
-    y = _as_mono(audio)
-    if y.size == 0:
-        y = np.zeros(1, np.float32)
     # One STFT for everything (librosa would otherwise recompute it per feature).
-    with warnings.catch_warnings():  # "n_fft too large for input": intended, the clip is zero-padded
-        warnings.filterwarnings("ignore", message="n_fft=", category=UserWarning)
-        stft = librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True, pad_mode="constant")
-    mag = np.abs(stft)
+    y, mag, n_fft, hop = _stft_magnitude(audio, sample_rate, hop_seconds)
     power = mag**2
     mel = librosa.feature.melspectrogram(
         S=power, sr=sample_rate, n_fft=n_fft, n_mels=40, fmin=20.0, fmax=sample_rate / 2
@@ -131,14 +140,8 @@ def log_mel(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = LO
     frames (``T = 1 + len(audio) // hop``), 20 Hz to Nyquist, floored at -100 dB (never NaN)."""
     import librosa
 
-    win, n_fft, hop = _frame_params(sample_rate, hop_seconds)
-    y = _as_mono(audio)
-    if y.size == 0:
-        y = np.zeros(1, np.float32)
-    with warnings.catch_warnings():  # "n_fft too large for input": intended, the clip is zero-padded
-        warnings.filterwarnings("ignore", message="n_fft=", category=UserWarning)
-        power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True,
-                                    pad_mode="constant")) ** 2
+    _, mag, n_fft, _ = _stft_magnitude(audio, sample_rate, hop_seconds)
+    power = mag ** 2
     mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0,
                                          fmax=sample_rate / 2)
     db = librosa.power_to_db(np.maximum(mel, _POWER_FLOOR), amin=_POWER_FLOOR, top_db=None)
