@@ -135,7 +135,6 @@ def _guard_work(monkeypatch):
     import mmaffect.benchmark.train_speed
     import mmaffect.data.registry
     import mmaffect.extraction.pipeline
-    import mmaffect.inference
     import mmaffect.predictor
     import mmaffect.training.runs
 
@@ -143,7 +142,7 @@ def _guard_work(monkeypatch):
         pytest.fail("the command started its work before checking its output location")
 
     for module, name in [(mmaffect.training.runs, "run_experiment"), (mmaffect.training.runs, "load_experiment_data"),
-                         (mmaffect.data.registry, "load_dataset"), (mmaffect.inference, "evaluate_checkpoint"),
+                         (mmaffect.data.registry, "load_dataset"), (mmaffect.predictor, "evaluate"),
                          (mmaffect.predictor, "load"), (mmaffect.extraction.pipeline, "extract"),
                          (mmaffect.analysis, "Analyzer"), (mmaffect.benchmark.train_speed, "train_speed")]:
         monkeypatch.setattr(module, name, started)

@@ -255,14 +255,14 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmaffect.inference import evaluate_checkpoint
+    from mmaffect.predictor import evaluate
 
     for path in (args.json, args.predictions):
         if path:
             check_output_file(path)
     dataset_args = _reader_kwargs(args)
-    metrics = evaluate_checkpoint(args.checkpoint, args.dataset, split=args.split, predictions=args.predictions,
-                                  dataset_args=dataset_args)
+    metrics = evaluate(args.checkpoint, args.dataset, split=args.split, predictions=args.predictions,
+                       **dataset_args)
     for name, value in metrics.items():
         print(f"{name:<14}{_fmt(value, _digits(name)):>10}")
     if args.json:

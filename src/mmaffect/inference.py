@@ -136,12 +136,3 @@ def average_outputs(outputs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         else:
             out[key] = stacked.mean(0)
     return out
-
-
-def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test",
-                        predictions: str | Path | None = None, dataset_args: dict | None = None) -> dict[str, float]:
-    """Metrics of a checkpoint (file or run folder, see :func:`load_models`) on one split (or ``all``) of a
-    dataset; optionally write the predictions. See :func:`mmaffect.predictor.evaluate`."""
-    from mmaffect.predictor import evaluate
-
-    return evaluate(checkpoint, dataset, split=split, predictions=predictions, **(dataset_args or {}))
