@@ -47,3 +47,26 @@ def test_too_many_folds_or_missing_groups_are_errors(mosi):
         plan_runs(mosi, config(CVConfig(1, "group")))
     with pytest.raises(ConfigError, match="has no fold column"):
         plan_runs(mosi, config(CVConfig("column", "group")))
+
+
+def test_runs_of_an_older_config_schema_resume(tmp_path, capsys):
+    """Options added to the config after a run was written count as their defaults, so a newer
+    mmaffect reads the finished runs back; a run that set one of them otherwise is still refused."""
+    import json
+
+    from mmaffect.cli import main
+
+    args = ["--threads", "1", "train", "--dataset", "mosi-bclstm", "--model", "lf-dnn", "--epochs", "1", "--quiet",
+            "--output", str(tmp_path)]
+    assert main(args) == 0
+    saved = tmp_path / "config.json"
+    identity = json.loads(saved.read_text())
+    del identity["search"], identity["train"]["accumulate"]  # as written before these options existed
+    saved.write_text(json.dumps(identity))
+    result = tmp_path / "seed0" / "result.json"
+    written = result.stat().st_mtime_ns
+    assert main(args) == 0 and result.stat().st_mtime_ns == written  # read back, not retrained
+    identity["train"]["bf16"] = True  # a run that used an option otherwise
+    saved.write_text(json.dumps(identity))
+    capsys.readouterr()
+    assert main(args) == 2 and "another configuration" in capsys.readouterr().err

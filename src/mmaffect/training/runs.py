@@ -264,6 +264,20 @@ def load_experiment_data(config: ExperimentConfig) -> AffectDataset:
     return data
 
 
+def with_defaults(saved: dict, defaults: dict | None = None) -> dict:
+    """A saved experiment identity with options added to the config since it was written set to their
+    defaults, so a newer mmaffect resumes older runs whose settings it would have chosen the same way
+    (an option the run set to anything else still makes the configurations differ)."""
+    defaults = ExperimentConfig().to_dict() if defaults is None else defaults
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict) and key != "model_args":
+            out[key] = with_defaults(out[key], value)
+    return out
+
+
 def run_experiment(config: ExperimentConfig, output: str | Path, progress: bool = True) -> dict:
     """Run every planned (seed, fold), resuming finished and interrupted runs; write results.json."""
     output = Path(output)
@@ -272,7 +286,7 @@ def run_experiment(config: ExperimentConfig, output: str | Path, progress: bool 
     saved = output / "config.json"
     identity = {**config.to_dict(), "data_fingerprint": data_fingerprint(data)}
     if saved.exists():
-        if json.loads(saved.read_text()) != identity:
+        if with_defaults(json.loads(saved.read_text())) != identity:
             raise ConfigError(f"{output} holds runs of another configuration or other data; choose a new --output")
     elif distributed.is_main():
         write_json(saved, identity)
