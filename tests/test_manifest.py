@@ -24,7 +24,6 @@ import torch
 import mmaffect.data.erc_text as erc_text
 import mmaffect.data.manifest as manifest
 from mmaffect.cli import main
-from mmaffect.commands import predict as predict_cmd
 from mmaffect.data import Modality, dataset_table, load_dataset
 from mmaffect.data.manifest import ManifestError, load_manifest, parse_columns, read_manifest, split_argument
 from mmaffect.errors import ConfigError, DataError
@@ -575,13 +574,19 @@ def test_predict_refuses_what_it_cannot_read(meld_sample, tmp_path, capsys, fake
     assert "must end in .csv or .jsonl" in capsys.readouterr().err
 
 
+def evaluate(ckpt, dataset: str, predictions: Path, out: Path) -> dict:
+    """``mmaffect evaluate`` on the test split, writing the predictions; returns the metrics it wrote."""
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--dataset", dataset, "--split", "test",
+                 "--predictions", str(predictions), "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
 def test_evaluate_scores_the_predictions(meld_sample, tmp_path, capsys, fake_text):
     folder, table = meld_sample
     run = json.loads((folder / "run" / "seed0" / "result.json").read_text())
     ckpt = folder / "run" / "seed0" / "model.safetensors"
     preds = tmp_path / "test.csv"
-    metrics = predict_cmd.evaluate_manifest(ckpt, f"manifest:{folder / 'meld.csv'}", split="test",
-                                            predictions=preds)
+    metrics = evaluate(ckpt, f"manifest:{folder / 'meld.csv'}", preds, tmp_path / "test.json")
     assert set(metrics) == set(run["test"])
     for name, value in run["test"].items():
         assert metrics[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
@@ -596,8 +601,7 @@ def test_evaluate_scores_the_predictions(meld_sample, tmp_path, capsys, fake_tex
     sub.iloc[1, sub.columns.get_loc("Sentiment")] = ""
     sub.to_csv(tmp_path / "sub.csv", index=False)
     capsys.readouterr()
-    metrics = predict_cmd.evaluate_manifest(ckpt, f"manifest:{tmp_path / 'sub.csv'}", split="test",
-                                            predictions=tmp_path / "sub_pred.csv")
+    metrics = evaluate(ckpt, f"manifest:{tmp_path / 'sub.csv'}", tmp_path / "sub_pred.csv", tmp_path / "sub.json")
     err = capsys.readouterr().err
     assert "sub.csv: row 2: label 'sarcastic' is not one of the checkpoint's classes (negative, neutral, " \
            "positive); not scored" in err and "scored 38 of 40 rows" in err

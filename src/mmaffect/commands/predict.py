@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,22 +51,3 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     return 1 if errors else 0
 
-
-def evaluate_manifest(checkpoint: str | Path, dataset: str, split: str = "test",
-                      predictions: str | Path | None = None, columns: dict[str, str] | str | None = None,
-                      encoding: str = "utf-8", features: str | None = None) -> dict[str, float]:
-    """``mmaffect evaluate`` on any dataset: metrics of one split, rows' problems printed on stderr,
-    optionally the split's predictions written (same format as ``predict``)."""
-    from mmaffect.data.manifest import parse_columns
-    from mmaffect.predictions import check_table_path, write_table
-    from mmaffect.predictor import load
-
-    if predictions is not None:
-        check_table_path(predictions, "--predictions")
-    evaluation = load(checkpoint).evaluate(dataset, split, columns=parse_columns(columns), encoding=encoding,
-                                           features=features)
-    if predictions is not None:
-        write_table(predictions, evaluation.table)
-    for line in evaluation.summary():
-        print(line, file=sys.stderr)
-    return evaluation.metrics
