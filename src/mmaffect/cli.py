@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -394,19 +395,20 @@ def _apply_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (tests and tools swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _show_library_messages() -> None:
     """Library code logs (``mmaffect.*`` loggers) instead of printing; a command shows its INFO lines
     (progress such as "encoding text 1024/5163") and warnings on stderr, once per process."""
-    import logging
-
-    class CurrentStderr(logging.StreamHandler):
-        def emit(self, record: logging.LogRecord) -> None:
-            self.stream = sys.stderr  # whatever stderr is now (tests and tools swap it)
-            super().emit(record)
-
     log = logging.getLogger("mmaffect")
-    if not any(isinstance(h, logging.StreamHandler) and type(h).__name__ == "CurrentStderr" for h in log.handlers):
-        handler = CurrentStderr()
+    if not any(isinstance(h, _CurrentStderr) for h in log.handlers):
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)
