@@ -69,13 +69,16 @@ def tfidf_floor(dataset: str) -> dict:
             "test_per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}}
 
 
-def summarise_runs(rundir: Path, metrics: tuple[str, ...]) -> dict | None:
+def summarise_runs(rundir: Path, metrics: tuple[str, ...], expected: int | None = None) -> dict | None:
     """Mean ± sample std per headline metric over the finished seeds of one variant (from each seed's
-    ``result.json``), per-class test F1 (mean over seeds) and timings; None if no seed finished."""
-    records = [json.loads(p.read_text()) for p in sorted(rundir.glob("seed*/result.json"))]
+    ``result.json``; with a fine-tuned encoder one experiment folder per seed), per-class test F1 (mean
+    over seeds) and timings; None if no seed finished. ``expected``: seeds a complete row has (default:
+    the experiment config's)."""
+    records = sorted((json.loads(p.read_text()) for p in rundir.rglob("seed*/result.json")),
+                     key=lambda r: r["seed"])
     if not records:
         return None
-    config = json.loads((rundir / "config.json").read_text())
+    config = json.loads(next(rundir.rglob("config.json")).read_text())
 
     def stats(values: list[float]) -> dict:
         return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
@@ -83,7 +86,8 @@ def summarise_runs(rundir: Path, metrics: tuple[str, ...]) -> dict | None:
 
     row = {"test": {m: stats([r["test"][m] for r in records]) for m in metrics},
            "valid": {m: float(np.mean([r["valid"][m] for r in records])) for m in metrics},
-           "seeds": [r["seed"] for r in records], "complete": len(records) == len(config["seeds"]),
+           "seeds": [r["seed"] for r in records],
+           "complete": len(records) == (expected if expected is not None else len(config["seeds"])),
            "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in records])),
            "seconds_per_run": float(np.mean([r["seconds"] for r in records])),
            "epochs_run": [r["epochs_run"] for r in records], "best_epochs": [r["best_epoch"] for r in records],
@@ -138,6 +142,56 @@ def collect(dataset: str, workdir: Path, output: str) -> None:
     write_json(output, {**previous, "dataset": dataset, "rows": rows})
 
 
+def encoder_record(dataset: str, checkpoint: str) -> dict:
+    """Encode ``dataset``'s texts with one fine-tuned encoder (cached: a second call reads the vectors
+    back) and describe it: path, SHA-256, what it was trained on, its own training time, and the
+    seconds this process spent encoding (only when it did encode)."""
+    from mmaffect.data.encoded import encoder_checkpoint, file_sha256, store_path, with_encoded_text
+
+    data = load_dataset(dataset)
+    path = encoder_checkpoint(checkpoint)
+    cached = store_path(file_sha256(path), data).is_file()
+    started, cpu = time.perf_counter(), time.process_time()
+    meta = with_encoded_text(data, dataset, path).meta["text_encoder_checkpoint"]
+    record = {**meta, "encode_rows": len(data)}
+    if not cached:
+        record |= {"encode_seconds": time.perf_counter() - started, "encode_cpu_seconds": time.process_time() - cpu}
+    trained = path.parent / "result.json"
+    if trained.is_file():
+        run = json.loads(trained.read_text())
+        record |= {"finetune_seconds": run["seconds"], "finetune_seconds_per_epoch": run["seconds_per_epoch"],
+                   "finetune_epochs": run["epochs_run"], "finetune_test_f1_weighted": run["test"]["f1_weighted"]}
+    return record
+
+
+def run_with_encoder(args, output: str) -> None:
+    """Every variant on the vectors of a fine-tuned encoder per seed (seed k reads encoder k)."""
+    previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
+    result = {"dataset": args.dataset, "threads": args.threads, "encoder_pattern": args.encoder,
+              "note": "text vectors of seed k from the fine-tuned text-finetune checkpoint of seed k (trained on "
+                      "the train split, epoch chosen on valid); test metrics mean ± sample std over seeds; "
+                      "selection on validation only; timings inside the 2-slot queue, 1 thread",
+              "encoders": previous.get("encoders", {}), "rows": previous.get("rows", {})}
+    for seed in args.seeds:
+        record = encoder_record(args.dataset, args.encoder.format(seed=seed))
+        result["encoders"][str(seed)] = {**result["encoders"].get(str(seed), {}), **record}
+        write_json(output, result)
+    for variant in args.variants.split(","):
+        model, model_args = VARIANTS[variant]
+        rundir = Path(args.workdir) / f"{args.dataset}_ft_{variant}"
+        for seed in args.seeds:
+            config = ExperimentConfig(dataset=args.dataset, model=model, model_args=model_args, seeds=[seed],
+                                      dataset_args={"text_encoder": args.encoder.format(seed=seed)},
+                                      train=train_config(args.dataset))
+            run_experiment(config, rundir / f"encoder{seed}", progress=False)
+        result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset], expected=len(args.seeds))
+        write_json(output, result)
+        test = result["rows"][variant]["test"]
+        print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
+              f"{result['rows'][variant]['seconds_per_epoch']:.2f} s/epoch", flush=True)
+    print(json.dumps({"output": output}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", nargs="+", metavar="JSON", help="only print a markdown table of these results")
@@ -149,7 +203,11 @@ def main() -> None:
                         help="only rebuild the JSON from the run folders (finished seeds, incl. unfinished variants)")
     parser.add_argument("--no-floor", action="store_true", help="skip the TF-IDF floor (another process runs it)")
     parser.add_argument("--workdir", default="../runs/hj_context", help="run folders (resumable)")
-    parser.add_argument("--output", default=None, help="default benchmarks/results/context_<dataset>.json")
+    parser.add_argument("--output", default=None, help="default benchmarks/results/context_<dataset>.json "
+                                                       "(context_<dataset>_finetuned.json with --encoder)")
+    parser.add_argument("--encoder", metavar="PATTERN",
+                        help="text vectors from fine-tuned text-finetune checkpoints, one per seed: a path with "
+                             "{seed} (e.g. runs/ft_s{seed}/seed{seed}); seed k reads encoder k")
     args = parser.parse_args()
     if args.table:
         print(markdown_table(args.table))
@@ -160,9 +218,14 @@ def main() -> None:
         collect(args.dataset, Path(args.workdir), args.output or f"benchmarks/results/context_{args.dataset}.json")
         return
     torch.set_num_threads(args.threads)
-    output = args.output or f"benchmarks/results/context_{args.dataset}.json"
+    output = args.output or f"benchmarks/results/context_{args.dataset}{'_finetuned' if args.encoder else ''}.json"
     check_output_file(output)
     check_output_dir(args.workdir)
+    if args.encoder:
+        if "{seed}" not in args.encoder:
+            parser.error("--encoder needs {seed} in the path: seed k reads the encoder fine-tuned with seed k")
+        run_with_encoder(args, output)
+        return
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
     result = {"dataset": args.dataset, "threads": args.threads,
               "note": "test metrics mean ± sample std over seeds; selection on validation only; "

@@ -41,6 +41,7 @@ from mmaffect.training.config import TrainConfig
 from mmaffect.training.trainer import total_loss
 
 if TYPE_CHECKING:
+    from mmaffect.conversation import Conversation
     from mmaffect.data.manifest import Manifest, ManifestRow
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,13 @@ class Predictor:
         data = self.text_features(texts)
         records = self._records(self.outputs(data))
         return records[0] if single else records
+
+    def conversation(self) -> Conversation:
+        """A live dialogue: ``.add(speaker, text)`` predicts each new turn from the turns so far (causal
+        context models only; :mod:`mmaffect.conversation`)."""
+        from mmaffect.conversation import Conversation
+
+        return Conversation(self)
 
     def text_features(self, texts: list[str]) -> AffectDataset:
         """The text modality of ``texts``, embedded with the checkpoint's text encoder."""

@@ -63,8 +63,14 @@ def load_dataset(name: str, root: str | Path | None = None, sequences: bool = Fa
         root: data root; defaults to :func:`mmaffect.settings.data_root`.
         sequences: also load per-step sequences where the source has them (costs memory).
         options: reader options of prefix readers (e.g. ``columns`` for ``manifest:``); registered
-            datasets take none.
+            datasets take none. ``text_encoder=CKPT`` (any dataset with raw text) replaces the text
+            vectors by a fine-tuned ``text-finetune`` checkpoint's (:mod:`mmaffect.data.encoded`).
     """
+    text_encoder = options.pop("text_encoder", None)
+    if text_encoder is not None:
+        from mmaffect.data.encoded import with_encoded_text
+
+        return with_encoded_text(load_dataset(name, root, sequences, **options), name, text_encoder)
     _import_readers()
     prefix, sep, argument = name.partition(":")
     if sep and prefix in PREFIX_READERS:

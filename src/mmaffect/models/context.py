@@ -44,6 +44,11 @@ class BCLSTM(AffectModel):
                                   nn.Dropout(dropout))
         self.heads = Heads(post_hidden, spec.heads)
 
+    @property
+    def online(self) -> bool:
+        """Whether a turn's output reads only that turn and earlier ones (see :mod:`mmaffect.conversation`)."""
+        return not self.context
+
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["turn_mask"]
         x = self.project(turn_inputs(batch, self.modalities))

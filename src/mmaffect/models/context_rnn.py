@@ -85,6 +85,11 @@ class DialogueRNN(AffectModel):
         self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, post_hidden), nn.ReLU(), nn.Dropout(dropout))
         self.heads = Heads(post_hidden, spec.heads)
 
+    @property
+    def online(self) -> bool:
+        """Whether a turn's output reads only that turn and earlier ones (see :mod:`mmaffect.conversation`)."""
+        return self.backward_cell is None or not self.context
+
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["turn_mask"]
         x = self.project(turn_inputs(batch, self.modalities))

@@ -51,6 +51,11 @@ class TurnTransformer(AffectModel):
         self.norm = nn.LayerNorm(hidden)
         self.heads = Heads(hidden, spec.heads)
 
+    @property
+    def online(self) -> bool:
+        """Whether a turn's output reads only that turn and earlier ones (see :mod:`mmaffect.conversation`)."""
+        return self.causal or not self.context
+
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["turn_mask"]
         x = self.project(turn_inputs(batch, self.modalities))
