@@ -298,7 +298,8 @@ def _command(name: str):
 
 _COMMAND_MODULES = {"predict": _command("predict"), "extract": _command("extract"), "analyze": _command("analyze"),
                     "train-analysis-model": _command("analysis_model"), "serve": _command("serve"),
-                    "export": _command("export")}
+                    "export": _command("export"),
+                    "tune": _command("tune")}
 
 
 def _reader_options(p: argparse.ArgumentParser) -> None:

@@ -109,3 +109,4 @@ def list_models() -> list[ModelInfo]:
 def _import_models() -> None:
     from mmaffect.models import audio, baselines, context, late_fusion, mre, semanticmac, text_finetune  # noqa: F401
     from mmaffect.models import deepmsi, int2m3ap, st3dh  # noqa: F401  # isort: skip
+    from mmaffect.models.baselines import graph_mfn, mfn, misa, mmim, mult, self_mm  # noqa: F401  # isort: skip

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +77,8 @@ class Feeder:
     """Turns units of ``rows`` into the batches ``model`` declares it needs (``AffectModel.needs``).
 
     Units are row ids, or for ``"dialogues"`` the rows of a (D, T) dialogue table. Token ids are
-    computed once per dataset (:meth:`AffectDataset.tokenize`) the first time a model needs them.
+    computed once per dataset (:meth:`AffectDataset.tokenize`), and face crops read once
+    (:meth:`AffectDataset.face_frames`), the first time a model needs them.
     """
 
     def __init__(self, data: AffectDataset, model: AffectModel, rows: np.ndarray):
@@ -89,6 +90,11 @@ class Feeder:
                 raise ConfigError(f"{data.name} keeps no raw text; model {type(model).__name__} needs token ids")
             data.tokenize(model.tokenizer, model.max_tokens)
             self.tokens = f"{model.tokenizer}@{model.max_tokens}"
+        if "frames" in self.needs:
+            if data.frame_loader is None and not data.frames:
+                raise ConfigError(f"{data.name} keeps no face crops; model {type(model).__name__} needs them "
+                                  "(train on a `cache:` folder written by `mmaffect extract`)")
+            data.face_frames()
         if "dialogues" in self.needs:
             if data.dialogue_id is None:
                 raise ConfigError(f"{data.name} has no dialogue ids; model {type(model).__name__} needs dialogues")
@@ -275,14 +281,15 @@ def _check_finite(loss: Tensor, terms: dict[str, Tensor], epoch: int) -> None:
 
 def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndarray, valid_rows: np.ndarray,
         cfg: TrainConfig, seed: int, workdir: Path | None = None, progress: bool = True,
-        desc: str = "train") -> FitResult:
+        desc: str = "train", on_epoch: Callable[[dict], None] | None = None) -> FitResult:
     """Train ``model`` on ``train_rows``, early-stopping and selecting on ``valid_rows``.
 
     With ``workdir``, the full training state (weights incl. buffers, optimizers, schedule position,
     RNG, best weights) is saved atomically to ``workdir/last.safetensors`` at the end of an epoch once
     ``cfg.checkpoint_seconds`` have passed since the last save (and after the final epoch), by rank 0
     only. An interrupted call resumes from it; since training is deterministic given the restored RNG
-    states, it ends with the same weights as an uninterrupted one.
+    states, it ends with the same weights as an uninterrupted one. ``on_epoch`` receives each epoch's
+    history entry (validation value included) as it is made, e.g. to report to a Ray Tune scheduler.
     """
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise ConfigError(f"{data.name}: empty training ({len(train_rows)}) or validation ({len(valid_rows)}) rows")
@@ -375,6 +382,8 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
         history.append({"epoch": epoch + 1, "seconds": epoch_seconds, "train_loss": train_loss,
                         "valid_loss": valid_metrics["loss"], f"valid_{select}": value})
         bar.set_postfix(train=f"{train_loss:.4f}", valid=f"{valid_metrics['loss']:.4f}")
+        if on_epoch is not None:
+            on_epoch(history[-1])
         last_epoch = bad_epochs >= cfg.patience or epoch + 1 == cfg.epochs
         if state_path is not None and distributed.is_main() and (
                 time.monotonic() - saved_at >= cfg.checkpoint_seconds or last_epoch):
