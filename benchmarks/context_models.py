@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -38,6 +39,11 @@ VARIANTS = {
     "bc-lstm": ("bc-lstm", {}),
     "bc-lstm-nocontext": ("bc-lstm", {"context": False}),
 }
+# Variants whose capacity and regularisation are chosen per seed on the validation rows
+# (training/selection.py: every candidate fitted on train, early-stopped on valid, best valid value wins),
+# trained with bc-lstm's own recipe (batches of 4 videos, patience 20). mosi-bclstm has 10 validation videos.
+SEARCHED = {"bc-lstm-searched": "bc-lstm", "bc-lstm-nocontext-searched": "bc-lstm-nocontext"}
+SEARCH_GRID = {"model_args.hidden": [32, 64, 128], "model_args.dropout": [0.3, 0.5]}
 # Validation metric that picks the epoch; regression (mosi-bclstm) selects on the L1 loss.
 SELECT = {"iemocap6-text": "f1_weighted", "meld7-text": "f1_weighted", "mosi-bclstm": "loss"}
 HEADLINE = {"iemocap6-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
@@ -93,6 +99,9 @@ def summarise_runs(rundir: Path, metrics: tuple[str, ...], expected: int | None 
            "epochs_run": [r["epochs_run"] for r in records], "best_epochs": [r["best_epoch"] for r in records],
            "n_params": records[0]["n_params"], "model": config["model"], "model_args": config["model_args"],
            "train": config["train"]}
+    if any("search" in r for r in records):  # validation-selected variants: what each seed chose, and why
+        row["search"] = [{"seed": r["seed"], "chosen": r["search"]["chosen"], "criterion": r["search"]["criterion"],
+                          "candidates": r["search"]["candidates"]} for r in records if "search" in r]
     if records[0]["test_report"]:
         names = list(records[0]["test_report"]["per_class"])
         row["test_per_class_f1"] = {n: float(np.mean([r["test_report"]["per_class"][n]["f1"] for r in records]))
@@ -103,6 +112,18 @@ def summarise_runs(rundir: Path, metrics: tuple[str, ...], expected: int | None 
 def train_config(dataset: str) -> TrainConfig:
     """Same schedule for every variant; dialogue batches of 8 (whole dialogues)."""
     return TrainConfig(epochs=60, batch_size=8, lr=1e-3, patience=10, select=SELECT[dataset])
+
+
+def experiment(dataset: str, variant: str, seeds: list[int], dataset_args: dict | None = None) -> ExperimentConfig:
+    """The experiment of one variant (a searched variant: its base model, the grid, bc-lstm's recipe)."""
+    if variant in SEARCHED:
+        model, model_args = VARIANTS[SEARCHED[variant]]
+        train = TrainConfig(epochs=60, batch_size=4, lr=1e-3, patience=20, select=SELECT[dataset])
+        return ExperimentConfig(dataset=dataset, model=model, model_args=model_args, seeds=seeds, train=train,
+                                search=SEARCH_GRID, dataset_args=dataset_args or {})
+    model, model_args = VARIANTS[variant]
+    return ExperimentConfig(dataset=dataset, model=model, model_args=model_args, seeds=seeds,
+                            train=train_config(dataset), dataset_args=dataset_args or {})
 
 
 def markdown_table(paths: list[str]) -> str:
@@ -134,7 +155,7 @@ def collect(dataset: str, workdir: Path, output: str) -> None:
     check_output_file(output)
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
     rows = {k: v for k, v in previous.get("rows", {}).items() if k == "tfidf-logreg"}
-    for variant in VARIANTS:
+    for variant in [*VARIANTS, *SEARCHED]:
         row = summarise_runs(workdir / f"{dataset}_{variant}", HEADLINE[dataset]) \
             if (workdir / f"{dataset}_{variant}").is_dir() else None
         if row is not None:
@@ -177,14 +198,13 @@ def run_with_encoder(args, output: str) -> None:
         result["encoders"][str(seed)] = {**result["encoders"].get(str(seed), {}), **record}
         write_json(output, result)
     for variant in args.variants.split(","):
-        model, model_args = VARIANTS[variant]
         rundir = Path(args.workdir) / f"{args.dataset}_ft_{variant}"
+        load_before = os.getloadavg()[0]
         for seed in args.seeds:
-            config = ExperimentConfig(dataset=args.dataset, model=model, model_args=model_args, seeds=[seed],
-                                      dataset_args={"text_encoder": args.encoder.format(seed=seed)},
-                                      train=train_config(args.dataset))
+            config = experiment(args.dataset, variant, [seed], {"text_encoder": args.encoder.format(seed=seed)})
             run_experiment(config, rundir / f"encoder{seed}", progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset], expected=len(args.seeds))
+        result["rows"][variant]["load_average"] = [load_before, os.getloadavg()[0]]
         write_json(output, result)
         test = result["rows"][variant]["test"]
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
@@ -228,16 +248,16 @@ def main() -> None:
         return
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
     result = {"dataset": args.dataset, "threads": args.threads,
-              "note": "test metrics mean ± sample std over seeds; selection on validation only; "
-                      "timings taken on the shared 2-core machine under load",
+              "note": previous.get("note", "test metrics mean ± sample std over seeds; selection on validation "
+                                           "only; timings taken on the shared 2-core machine under load"),
               "rows": previous.get("rows", {})}
     for variant in args.variants.split(","):
-        model, model_args = VARIANTS[variant]
-        config = ExperimentConfig(dataset=args.dataset, model=model, model_args=model_args, seeds=args.seeds,
-                                  train=train_config(args.dataset))
+        config = experiment(args.dataset, variant, args.seeds)
         rundir = Path(args.workdir) / f"{args.dataset}_{variant}"
+        load_before = os.getloadavg()[0]
         run_experiment(config, rundir, progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset])
+        result["rows"][variant]["load_average"] = [load_before, os.getloadavg()[0]]
         write_json(output, result)
         test = result["rows"][variant]["test"]
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),

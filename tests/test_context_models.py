@@ -176,3 +176,105 @@ def test_causal_context_learns_what_no_context_cannot(tmp_path):
     context, _ = run(data, "turn-transformer-causal", tmp_path / "context", epochs=15)
     alone, _ = run(data, "turn-transformer-nocontext", tmp_path / "alone", epochs=15)
     assert context["test"]["acc"] > alone["test"]["acc"] + 15
+
+
+# -- text-finetune: speaker-tagged previous turns in the input window, freezing, layer-wise lr decay
+
+def token_batch(texts: list[list[str]], speakers: list[list[int]], max_tokens: int = 16) -> dict:
+    """A dialogue batch of token ids as the engine builds it (real turns first, dialogue by dialogue)."""
+    from mmaffect.features.text import token_ids
+
+    flat = [t for dialogue in texts for t in dialogue]
+    ids, lengths = token_ids(flat, "minilm", max_tokens)
+    width = max(len(d) for d in texts)
+    mask = torch.tensor([[k < len(d) for k in range(width)] for d in texts])
+    grid = torch.tensor([[s[k] if k < len(s) else 0 for k in range(width)] for s in speakers])
+    return {"t_tokens": ids, "t_tokens_mask": torch.arange(ids.shape[1])[None] < lengths[:, None],
+            "turn_mask": mask, "speaker_ids": grid}
+
+
+def finetune(**args):
+    torch.manual_seed(0)
+    return create_model("text-finetune", ModelSpec({"t": 384}, {}, {"logits": 2}), max_tokens=16, **args).eval()
+
+
+def test_context_window_holds_the_previous_turns_speaker_tagged_most_recent_first():
+    from mmaffect.features.text import load_tokenizer
+
+    model = finetune(context_turns=2, context_tokens=24)
+    assert model.needs == frozenset({"tokens", "dialogues"}) and model.online
+    b = token_batch([["hello there", "go away", "why so rude", "sorry"], ["fine"]], [[0, 1, 0, 1], [0]])
+    ids, mask, pool = model.context_windows(b)
+    decode = load_tokenizer("minilm").decode
+    windows = [decode(ids[i][mask[i]]) for i in range(5)]
+    assert windows[0] == "[CLS] a : hello there [SEP]"
+    assert windows[2] == "[CLS] a : why so rude [SEP] b : go away [SEP] a : hello there [SEP]"
+    assert windows[3] == "[CLS] b : sorry [SEP] a : why so rude [SEP] b : go away [SEP]"  # 2 turns back at most
+    assert windows[4] == "[CLS] a : fine [SEP]"  # the next dialogue starts afresh
+    assert decode(ids[2][pool[2]]) == "[CLS] a : why so rude [SEP]"  # the vector pools the current turn only
+    short = finetune(context_turns=2, context_tokens=16).context_windows(b)
+    assert decode(short[0][2][short[1][2]]) == "[CLS] a : why so rude [SEP] b : go away [SEP]"  # oldest dropped
+
+
+def test_context_window_model_is_causal():
+    model = finetune(context_turns=3)
+    b = token_batch([["hello there", "go away", "why so rude", "sorry"]], [[0, 1, 0, 1]])
+    changed = token_batch([["hello there", "go away", "you are wonderful and kind", "thanks a lot"]], [[0, 1, 0, 0]])
+    with torch.no_grad():
+        before, after = model(b)["logits"], model(changed)["logits"]
+    assert torch.allclose(before[:2], after[:2], atol=1e-5)
+    assert not torch.allclose(before[2:], after[2:], atol=1e-4)
+
+
+def test_freeze_then_unfreeze_and_layer_wise_lr_decay():
+    from mmaffect.models.base import EpochState
+
+    model = finetune(freeze_epochs=1, layer_decay=0.5).train()
+    assert "encoder_frozen" in model.state_dict() and "encoder_frozen" not in finetune().state_dict()
+    b = token_batch([["hello there", "go away"]], [[0, 1]])
+    model(b)["logits"].sum().backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.heads.parameters())
+    model.on_epoch_end(EpochState(epoch=1, data=None, train_rows=None, outputs=None))
+    model(b)["logits"].sum().backward()
+    assert all(p.grad is not None for p in model.encoder.encoder.layer[0].parameters())
+    lrs = [g["lr"] for g in model.param_groups(TrainConfig())[:-1]]
+    assert lrs == pytest.approx([5e-5 * 0.5 ** (6 - d) for d in range(7)])  # embeddings, layers 0..5
+    assert "lr" not in model.param_groups(TrainConfig())[-1]  # the head keeps train.lr
+    assert sum(len(g["params"]) for g in model.param_groups(TrainConfig())) == len(list(model.parameters()))
+
+
+def text_dialogues(flip_test: bool = False) -> AffectDataset:
+    """10 short dialogues with raw text; labels from words; split 6:2:2 by dialogue."""
+    rng = np.random.default_rng(0)
+    words = {0: ["awful day", "I hate this", "go away"], 1: ["lovely news", "thank you", "so glad"]}
+    text, label, dialogue, turn, speaker, split = [], [], [], [], [], []
+    for d in range(10):
+        part = "train" if d < 6 else "valid" if d < 8 else "test"
+        for k in range(3):
+            y = int(rng.integers(2))
+            text.append(str(rng.choice(words[y])))
+            label.append(1 - y if flip_test and part == "test" else y)
+            dialogue.append(f"d{d}"), turn.append(k), speaker.append("AB"[k % 2]), split.append(part)
+    n = len(text)
+    return AffectDataset(name="text-dialogues", ids=np.array([f"u{i}" for i in range(n)]),
+                         modalities={"t": Modality(torch.zeros(n, 384))}, label=torch.tensor(label),
+                         class_names=["neg", "pos"], split=np.array(split), dialogue_id=np.array(dialogue),
+                         utt_index=np.array(turn), speaker=np.array(speaker), text=np.array(text))
+
+
+def test_context_window_training_never_reads_test_labels(tmp_path):
+    records = []
+    for name, flip in (("clean", False), ("flipped", True)):
+        data = text_dialogues(flip)
+        config = ExperimentConfig(dataset="text-dialogues", model="text-finetune",
+                                  model_args={"context_turns": 2, "max_tokens": 16, "freeze_epochs": 1},
+                                  train=TrainConfig(epochs=2, batch_size=3, lr=1e-3, patience=2))
+        rows = data.split_indices()
+        (tmp_path / name).mkdir()
+        record = run_one(config, data, RunPlan(0, None, rows["train"], rows["valid"], rows["test"]), tmp_path / name,
+                         progress=False)
+        records.append((record, load_tensors(tmp_path / name / "model.safetensors")[0]))
+    (clean, a), (flipped, b) = records
+    assert clean["valid"] == flipped["valid"] and all(torch.equal(a[k], b[k]) for k in a)
+    assert clean["test"]["acc"] == pytest.approx(100.0 - flipped["test"]["acc"])

@@ -110,7 +110,7 @@ class Feeder:
         similar length (about half the padding of random batches) while every epoch still mixes.
         """
         parts = list(batches(units, batch_size, generator))
-        if self.tokens is None or len(parts) < 2:
+        if self.tokens is None or units.ndim == 2 or len(parts) < 2:  # dialogue units are not sorted by length
             return parts
         order = torch.cat(parts)
         lengths = self.data.tokens[self.tokens].lengths[order]
