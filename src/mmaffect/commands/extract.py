@@ -108,7 +108,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="folder the manifest's media paths are relative to and must stay inside "
                         "(default: the manifest's folder)")
     p.add_argument("--fps", type=float, default=2.0, help="video frames sampled per second (default 2)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    p.add_argument("--workers", type=int, help="worker processes (default 1: in this process); with --ray, Ray "
+                                               "workers (default: one per CPU of the Ray cluster)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the items as Ray tasks: on a local Ray (no ADDRESS) or on the cluster at ADDRESS "
+                        "(media and cache folder must be reachable under the same paths on every node)")
     p.add_argument("--egemaps", action="store_true",
                    help="also openSMILE eGeMAPS functionals (audEERING licence: non-commercial use only)")
     p.add_argument("--columns", help="manifest column mapping, e.g. path=clip_file,text=transcript,id=utterance_id")
@@ -157,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     if not items:
         raise DataError(args.manifest, "the manifest has no usable media rows")
-    report = extract(items, output, config, workers=args.workers, progress=not args.quiet,
+    ray = getattr(args, "ray", None)
+    workers = args.workers if args.workers is not None else (0 if ray is not None else 1)
+    report = extract(items, output, config, workers=workers, ray=ray, progress=not args.quiet,
                      retry_failed=args.retry_failed, threads=getattr(args, "threads", None) or 1, skipped=skipped)
     print(report.summary())
     for item_id, reason in list(report.failed.items())[:10]:

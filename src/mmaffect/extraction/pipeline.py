@@ -244,6 +244,7 @@ def extract(
     pin_workers: bool = True,
     on_result: Callable[[str, dict], None] | None = None,
     skipped: Sequence[SkippedRow] = (),
+    ray: str | None = None,
 ) -> ExtractionReport:
     """Extract features of ``items`` into the cache folder ``output``; resumable and parallel.
 
@@ -262,6 +263,9 @@ def extract(
         on_result: called as ``on_result(id, record)`` after each item is committed.
         skipped: manifest rows left out before extraction; listed in the report (status ``skipped``)
             so ``report.csv`` accounts for every row of the manifest.
+        ray: run the items as Ray tasks (:mod:`~mmaffect.extraction.ray_workers`): ``""`` on a local Ray
+            with ``workers`` CPUs, else the address of a running cluster; ``workers`` actors (0: one
+            per CPU of the Ray cluster). This process still writes the cache, so the result is the same.
 
     Returns:
         An :class:`ExtractionReport`; ``report.csv`` in ``output`` holds the same rows.
@@ -275,7 +279,7 @@ def extract(
     started = time.perf_counter()
     items = list(items)
     _validate_items(items)
-    if workers < 1:
+    if workers < (0 if ray is not None else 1):
         raise ConfigError(f"workers must be >= 1, got {workers}")
     output = check_output_dir(Path(output), "cache folder")
     try:
@@ -328,7 +332,11 @@ def extract(
 
             try:
                 if todo:
-                    if workers == 1:
+                    if ray is not None:
+                        from mmaffect.extraction.ray_workers import run_ray
+
+                        report.workers = run_ray(todo, config, workers, threads, commit, address=ray or None)
+                    elif workers == 1:
                         ext = _local_extractor(config, threads)
                         for item in todo:
                             commit(ext.process(item))
