@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from mmaffect.data import load_dataset
-from mmaffect.data.dataset import AffectDataset, Modality
+from mmaffect.data.dataset import AffectDataset, FrameSequences, Modality
 from mmaffect.data.standardize import Standardizer
+from mmaffect.errors import ConfigError
 from mmaffect.models import create_model
 from mmaffect.models.base import AffectModel, EpochState, Heads, ModelSpec
 from mmaffect.models.registry import model_info
@@ -233,3 +234,103 @@ def test_bf16_autocast_trains(mosi):
     assert all(np.isfinite(h["valid_loss"]) for h in result.history)
     assert next(model.parameters()).dtype == torch.float32  # weights stay float32; only the forward is bf16
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_optional_sequences_serve_vector_only_and_sequence_data():
+    """``needs`` "sequences?": one registered name trains on sequence data and on vector-only corpora;
+    a strict "sequences" model is still refused where a modality has only vectors."""
+    for name in ("int2-m3ap", "st3dh", "deepmsi-mer"):
+        info = model_info(name)
+        assert "sequences?" in info.needs and info.input_form == "sequence"  # readers load what they have
+        assert not name.endswith("-vec")
+    vectors_only = ModelSpec(dims={"t": 4, "a": 3, "v": 2}, seq_dims={}, heads={"score": 1})
+    model = create_model("st3dh", vectors_only, max_len=1, dim=4, hidden=4)
+    batch = {"t": torch.randn(3, 4), "a": torch.randn(3, 3), "v": torch.randn(3, 2)}
+    assert model(batch)["score"].shape == (3,)
+    with pytest.raises(ConfigError, match="needs sequences"):
+        create_model("ef-lstm", vectors_only)
+    data = AffectDataset(name="mixed", ids=np.array(["a", "b"]), modalities={
+        "t": Modality.from_sequence(torch.ones(2, 3, 4), torch.tensor([3, 1])), "a": Modality(torch.zeros(2, 3))})
+    batch = data.batch(torch.tensor([1, 0]), {"vectors", "sequences?"})
+    assert batch["t_seq"].shape == (2, 3, 4) and batch["t_mask"].tolist() == [[True, False, False], [True] * 3]
+    assert "a_seq" not in batch and "t_seq" not in data.batch(torch.tensor([0]), {"vectors"})
+
+
+def frames_dataset(calls: list) -> AffectDataset:
+    """Three rows whose face crops (2, 3 and 1 frames of constant grey levels) come from a counting loader."""
+    lengths = torch.tensor([2, 3, 1])
+
+    def loader(ids: np.ndarray) -> FrameSequences:
+        calls.append(list(ids))
+        rows = {"r0": [10, 20], "r1": [30, 40, 255], "r2": [50]}
+        frames = torch.zeros(len(ids), 3, 4, 4, dtype=torch.uint8)
+        for i, row in enumerate(ids):
+            for k, level in enumerate(rows[str(row)]):
+                frames[i, k] = level
+        return FrameSequences(frames, torch.tensor([len(rows[str(r)]) for r in ids]))
+
+    return AffectDataset(name="faces", ids=np.array(["r0", "r1", "r2"]),
+                         modalities={"v": Modality.from_sequence(torch.randn(3, 3, 2), lengths)},
+                         label=torch.tensor([0, 1, 0]), class_names=["x", "y"], frame_loader=loader)
+
+
+def test_face_frames_are_read_on_first_need_once_and_batched_as_floats():
+    calls: list = []
+    data = frames_dataset(calls)
+    plain = data.batch(torch.tensor([0, 1]), {"vectors", "sequences"})
+    assert "v_frames" not in plain and calls == []  # a model without "frames" never reads them
+    view = Standardizer.fit(data, np.arange(3)).apply(data)  # a view with the same rows shares the crops
+    batch = view.batch(torch.tensor([2, 0]), {"vectors", "frames"})
+    assert calls == [["r0", "r1", "r2"]]
+    assert batch["v_frames"].dtype == torch.float32 and batch["v_frames"].shape == (2, 2, 4, 4)
+    assert batch["v_frames_mask"].tolist() == [[True, False], [True, True]]
+    torch.testing.assert_close(batch["v_frames"][:, :, 0, 0], torch.tensor([[50, 0], [10, 20]]) / 255.0)
+    assert data.face_frames().frames.dtype == torch.uint8 and calls == [["r0", "r1", "r2"]]
+    taken = data.take([1])  # loaded crops follow take()
+    assert taken.face_frames().lengths.tolist() == [3] and len(calls) == 1
+    assert taken.batch(torch.tensor([0]), {"frames"})["v_frames"][0, 2, 0, 0] == 1.0
+    unloaded = frames_dataset(calls).take([2, 1])  # not loaded yet: the view reads its own rows
+    assert unloaded.face_frames().lengths.tolist() == [1, 3] and calls[-1] == ["r2", "r1"]
+
+
+def test_models_that_need_face_crops_say_so_and_train_on_them():
+    calls: list = []
+    data = frames_dataset(calls)
+    spec = ModelSpec(dims={"v": 2}, seq_dims={"v": 2}, heads={"logits": 2})
+    st3dh = create_model("st3dh", spec, video_frames=True, video_channels=(2,), dim=4, max_len=3, hidden=4)
+    int2 = create_model("int2-m3ap", spec, image="crops", image_channels=(2,))
+    assert "frames" in st3dh.needs and "frames" in int2.needs
+    assert "frames" not in create_model("st3dh", spec).needs and "frames" not in model_info("st3dh").needs
+    task = make_task(data)
+    for model in (st3dh, int2):
+        result = fit(model, data, task, np.array([0, 1]), np.array([2]), TrainConfig(epochs=1, batch_size=2),
+                     seed=0, progress=False)
+        assert np.isfinite(result.history[0]["train_loss"])
+    assert len(calls) == 1
+    bare = AffectDataset(name="no-crops", ids=data.ids, modalities=data.modalities, label=data.label,
+                         class_names=data.class_names)
+    with pytest.raises(ConfigError, match="no-crops keeps no face crops"):
+        Feeder(bare, st3dh, np.arange(3))
+
+
+def test_cache_reader_exposes_the_extracted_face_crops(tmp_path):
+    """Two generated face videos through `mmaffect extract`: the `cache:` dataset reads their 48x48 crops
+    only when asked, one per sampled frame, i.e. one per visual step of the default grid."""
+    pytest.importorskip("av")
+    pytest.importorskip("mediapipe")
+    try:
+        import media_factory as mf
+    except ModuleNotFoundError:  # tests/ imported as a package
+        from tests import media_factory as mf
+    from mmaffect.data.cache import load_cache
+    from mmaffect.extraction.pipeline import ExtractItem, extract
+
+    items = [ExtractItem(f"clip{i}", mf.face_video(tmp_path / f"clip{i}.mp4", seconds=s), text="hello there",
+                         meta={"label": "hap" if i else "sad"}) for i, s in enumerate((1.0, 2.0))]
+    extract(items, tmp_path / "cache", workers=1, progress=False)
+    data = load_cache(str(tmp_path / "cache"), sequences=True)
+    assert data.frames == {} and data.frame_loader is not None
+    crops = data.face_frames()
+    assert crops.frames.dtype == torch.uint8 and crops.frames.shape[2:] == (48, 48)
+    assert crops.lengths.tolist() == data.modalities["v"].lengths.tolist() and crops.lengths.tolist()[0] >= 2
+    assert crops.lengths[1] > crops.lengths[0] and crops.frames[0, 0].float().std() > 5  # a face, not a blank

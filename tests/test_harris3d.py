@@ -18,6 +18,7 @@ from mmaffect.models.blocks.harris3d import (
     harris3d_keypoints,
     harris3d_response,
     harris3d_weight_map,
+    hold_last_frame,
 )
 
 OFFSETS = [0, 2, 4, 6, 8, 6, 4, 2, 0]  # the square turns back at frame 4
@@ -111,11 +112,23 @@ def test_video_encoder_and_st3dh_on_frames():
         assert out.shape == (2, 5) and torch.isfinite(out).all()
     spec = ModelSpec(dims={"t": 6, "a": 4, "v": 3}, seq_dims={"t": 6, "a": 4, "v": 3}, heads={"score": 1})
     model = create_model("st3dh", spec, dim=8, max_len=4, hidden=8, video_frames=True, video_channels=(4, 8))
+    assert "frames" in model.needs
     mask = torch.tensor([[True, True, False], [True, False, False]])
+    frames_mask = torch.arange(clips.shape[1])[None, :] < torch.tensor([[clips.shape[1]], [5]])
     batch = {"t_seq": torch.randn(2, 3, 6), "t_mask": mask, "a_seq": torch.randn(2, 3, 4), "a_mask": mask,
              "v_seq": torch.randn(2, 3, 3), "v_mask": mask, "t": torch.randn(2, 6), "a": torch.randn(2, 4),
-             "v": torch.randn(2, 3), "v_frames": clips[:, None].expand(-1, 3, -1, -1, -1)}
+             "v": torch.randn(2, 3), "v_frames": clips, "v_frames_mask": frames_mask}
     out = model(batch)
     assert out["score"].shape == (2,)
     out["score"].sum().backward()
     assert model.encoders["v"].out.weight.grad is not None
+    steps = model.encoders["v"].steps(clips, frames_mask)
+    assert steps.shape == (2, clips.shape[1], 8) and (steps[1, 5:] == 0).all() and (steps[1, :5] != 0).any()
+
+
+def test_hold_last_frame_repeats_the_last_real_frame():
+    clips = torch.arange(2 * 4 * 2 * 2, dtype=torch.float32).view(2, 4, 2, 2)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    held = hold_last_frame(clips, mask)
+    assert torch.equal(held[0, :2], clips[0, :2]) and torch.equal(held[0, 2], clips[0, 1])
+    assert torch.equal(held[0, 3], clips[0, 1]) and torch.equal(held[1], clips[1])

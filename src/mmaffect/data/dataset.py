@@ -11,8 +11,12 @@ What a batch holds is chosen by what a model declares it needs (``AffectModel.ne
 
 - always: ``index`` (n,) row ids; per modality m the utterance vector ``m`` (n, d); the targets
   ``score`` (n,), ``label`` (n,), ``labels`` (n, K) that the dataset has.
-- ``"sequences"``: ``m_seq`` (n, L, d) float32 cut to the longest row of the batch, ``m_mask`` (n, L)
-  bool (True = real step).
+- ``"sequences"`` or ``"sequences?"``: ``m_seq`` (n, L, d) float32 cut to the longest row of the
+  batch, ``m_mask`` (n, L) bool (True = real step), for every modality that has sequences.
+- ``"frames"``: ``v_frames`` (n, T, H, W) float32 in [0, 1], the grayscale face crops of the sampled
+  video frames cut to the longest row, and ``v_frames_mask`` (n, T) bool. Stored as uint8 (a 48x48
+  crop is 2.3 kB) and read from the source on first use (:meth:`AffectDataset.face_frames`), so
+  datasets used by models that do not need them never hold them.
 - ``"tokens"``: ``t_tokens`` (n, L) int64 word-piece ids of the row's text from the tokenizer the
   model names, cut to the longest row, and ``t_tokens_mask`` (n, L) bool. Ids are computed once per
   dataset (:meth:`AffectDataset.tokenize`) and kept as a tensor.
@@ -28,7 +32,7 @@ What a batch holds is chosen by what a model declares it needs (``AffectModel.ne
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,7 +40,7 @@ import torch
 from torch import Tensor
 
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "video"}
-NEEDS = ("vectors", "sequences", "tokens", "dialogues")
+NEEDS = ("vectors", "sequences", "sequences?", "frames", "tokens", "dialogues")
 _ROW_FIELDS = ("score", "label", "labels", "split", "fold", "dialogue_id", "speaker", "utt_index", "context",
                "group", "text")
 
@@ -50,6 +54,27 @@ class TokenIds:
 
     def take(self, index: Tensor) -> TokenIds:
         return TokenIds(self.ids[index], self.lengths[index])
+
+
+@dataclass(frozen=True)
+class FrameSequences:
+    """Grayscale face crops of every row: ``frames`` (N, T, H, W) uint8 (zeros after a row's
+    ``lengths[i]`` real frames), ``lengths`` (N,) int64."""
+
+    frames: Tensor
+    lengths: Tensor
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 4 or self.frames.dtype != torch.uint8:
+            raise ValueError(f"face frames must be (N, T, H, W) uint8, got {tuple(self.frames.shape)} "
+                             f"{self.frames.dtype}")
+        if self.lengths.shape != (self.frames.shape[0],):
+            raise ValueError("face frame lengths must be (N,)")
+
+    def take(self, index: Tensor) -> FrameSequences:
+        lengths = self.lengths[index]
+        width = max(int(lengths.max()) if len(lengths) else 1, 1)
+        return FrameSequences(self.frames[index, :width], lengths)
 
 
 def masked_mean(sequence: Tensor, lengths: Tensor) -> Tensor:
@@ -123,6 +148,10 @@ class AffectDataset:
         tokens: word-piece ids per tokenizer key (``"minilm@128"``), filled by :meth:`tokenize`.
             Views with the same rows (``replace``, standardisation) share this dict, so a text is
             tokenized once per experiment, not once per run.
+        frame_loader: ``ids -> FrameSequences`` reading the face crops of those rows from the source
+            (set by readers that have them), or None.
+        frames: the loaded face crops (key ``"v"``), filled by :meth:`face_frames`; shared by views
+            with the same rows, like ``tokens``.
         group: the unit that must never straddle train and test (video, speaker, dialogue), or None.
         default_task: the task a run uses unless told otherwise (see :mod:`mmaffect.tasks`).
         meta: provenance and feature recipe (source files, encoders and their versions).
@@ -147,6 +176,8 @@ class AffectDataset:
     meta: dict = field(default_factory=dict)
     text: np.ndarray | None = None
     tokens: dict[str, TokenIds] = field(default_factory=dict, repr=False)
+    frame_loader: Callable[[np.ndarray], FrameSequences] | None = field(default=None, repr=False, compare=False)
+    frames: dict[str, FrameSequences] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -182,6 +213,7 @@ class AffectDataset:
             ids=self.ids[np_idx],
             modalities={k: m.take(idx) for k, m in self.modalities.items()},
             tokens={k: t.take(idx) for k, t in self.tokens.items()},
+            frames={k: f.take(idx) for k, f in self.frames.items()},
             **{a: pick(getattr(self, a)) for a in _ROW_FIELDS},
         )
 
@@ -217,6 +249,18 @@ class AffectDataset:
             self.tokens[key] = TokenIds(*token_ids([str(t) for t in self.text], tokenizer, max_tokens))
         return self.tokens[key]
 
+    def face_frames(self) -> FrameSequences:
+        """The face crops of every row, read from the source on first use and kept."""
+        if "v" not in self.frames:
+            if self.frame_loader is None:
+                raise ValueError(f"{self.name} keeps no face crops (only `cache:` datasets of `mmaffect extract` do)")
+            loaded = self.frame_loader(self.ids)
+            if loaded.frames.shape[0] != len(self):
+                raise ValueError(f"{self.name}: the frame loader returned {loaded.frames.shape[0]} rows "
+                                 f"for {len(self)}")
+            self.frames["v"] = loaded
+        return self.frames["v"]
+
     def batch(self, index: Tensor, needs: Collection[str] = ("vectors", "sequences"),
               tokens: str | None = None) -> dict[str, Tensor]:
         """Gather rows into model inputs (see the module docstring for the keys).
@@ -228,11 +272,17 @@ class AffectDataset:
         out: dict[str, Tensor] = {"index": index}
         for key, mod in self.modalities.items():
             out[key] = mod.vector[index].float()
-            if "sequences" in needs and mod.sequence is not None:
+            if ("sequences" in needs or "sequences?" in needs) and mod.sequence is not None:
                 lengths = mod.lengths[index]
                 width = max(int(lengths.max()), 1)
                 out[f"{key}_seq"] = mod.sequence[index, :width].float()
                 out[f"{key}_mask"] = torch.arange(width)[None, :] < lengths[:, None]
+        if "frames" in needs and "v" in self.modalities:
+            crops = self.face_frames()
+            lengths = crops.lengths[index]
+            width = max(int(lengths.max()), 1)
+            out["v_frames"] = crops.frames[index, :width].float() / 255.0
+            out["v_frames_mask"] = torch.arange(width)[None, :] < lengths[:, None]
         if "tokens" in needs:
             if tokens not in self.tokens:
                 raise ValueError(f"{self.name}: no token ids {tokens!r}; call tokenize() first")

@@ -6,11 +6,18 @@ maps a batch dict to an output dict holding those heads (``score`` (B,), ``logit
 the task loss. It never loops over epochs, reads files or prints.
 
 What goes into a batch follows :attr:`AffectModel.needs` (keys in :mod:`mmaffect.data.dataset`):
-``"vectors"`` utterance vectors ``m`` (B, d); ``"sequences"`` per-step ``m_seq``/``m_mask``;
-``"tokens"`` ``t_tokens`` (B, L) int64 and ``t_tokens_mask`` (B, L) bool from the tokenizer named
-by :attr:`AffectModel.tokenizer`; ``"dialogues"`` whole dialogues: ``m_dlg`` (D, T, d),
-``turn_mask`` (D, T), ``dlg_rows`` (D, T), ``speaker_ids`` (D, T), with the heads returned for the
-real turns in ``turn_mask`` order.
+``"vectors"`` utterance vectors ``m`` (B, d); ``"sequences"`` per-step ``m_seq``/``m_mask``, and the
+model is refused on a dataset where a modality has only vectors; ``"sequences?"`` the same keys for
+every modality that has sequences, while a modality without them is read as its vector, a one-step
+sequence (:func:`mmaffect.models.blocks.as_sequence`) -- one registered name then serves token/frame
+data and vector-only corpora (mosi-bclstm) alike; ``"frames"`` grayscale face crops ``v_frames``
+(B, T, H, W) float in [0, 1] with ``v_frames_mask`` (B, T), from datasets that keep them (``cache:``),
+loaded on first use; ``"tokens"`` ``t_tokens`` (B, L) int64 and ``t_tokens_mask`` (B, L) bool from
+the tokenizer named by :attr:`AffectModel.tokenizer`; ``"dialogues"`` whole dialogues: ``m_dlg``
+(D, T, d), ``turn_mask`` (D, T), ``dlg_rows`` (D, T), ``speaker_ids`` (D, T), with the heads
+returned for the real turns in ``turn_mask`` order. A model whose inputs depend on its arguments
+(e.g. face crops only with ``video_frames=True``) sets ``self.needs`` in ``__init__``; the trainer
+reads the instance's value.
 
 Hooks with defaults, for models whose training is more than "forward + task loss + extra losses"
 (the trainer calls them; a model overrides only what it needs):
@@ -84,13 +91,15 @@ class AffectModel(nn.Module):
     """Base class: subclasses implement ``forward(batch) -> outputs``.
 
     Class attributes (a subclass may also set them per instance in ``__init__``):
-        needs: the batch inputs it reads, any of ``"vectors"``, ``"sequences"``, ``"tokens"``,
+        needs: the batch inputs it reads, any of ``"vectors"``, ``"sequences"``, ``"sequences?"``
+            (sequences where a modality has them, else its vector), ``"frames"``, ``"tokens"``,
             ``"dialogues"`` (utterance vectors are always in a batch).
         tokenizer: with ``"tokens"``, the tokenizer name (``"minilm"`` = the packaged MiniLM, else a
             transformers name or folder).
         max_tokens: word pieces kept per row with ``"tokens"``.
         input_form: the older switch, kept so existing models and callers work: ``"sequence"``
-            means ``needs = {"sequences"}``; it is derived from ``needs`` otherwise.
+            means ``needs = {"sequences"}``; it is derived from ``needs`` otherwise (``"sequence"``
+            with ``"sequences"`` or ``"sequences?"``: readers then load the sequences they have).
     """
 
     needs: ClassVar[frozenset[str]] = frozenset({"vectors"})
@@ -104,7 +113,7 @@ class AffectModel(nn.Module):
             cls.needs = frozenset({"sequences"} if cls.input_form == "sequence" else {"vectors"})
         elif "needs" in cls.__dict__:
             cls.needs = frozenset(cls.needs)
-            cls.input_form = "sequence" if "sequences" in cls.needs else "vector"
+            cls.input_form = "sequence" if cls.needs & {"sequences", "sequences?"} else "vector"
 
     def __init__(self, spec: ModelSpec):
         super().__init__()

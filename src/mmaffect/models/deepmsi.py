@@ -6,7 +6,9 @@ video projections towards same-label text and audio projections, next to cross-e
 SEEDS_SPEC §3 rebuilds the lost equations from the prose and the authors' code; this file follows
 it, with one CPU adaptation the issue asks for: VSC works on the *frame-level* visual tokens (one
 per sampled frame) instead of inside a Swin backbone's patch grid, since the trainer provides
-per-frame visual descriptors, not pixels. Choices and measured numbers: docs/models/deepmsi.md.
+per-frame visual descriptors, not pixels. Inputs are sequences where a modality has them, else its
+utterance vector as one step (``needs`` ``"sequences?"``): on vector-only data the video is one
+token, which VSC keeps and the TCN reads as one step. Choices and measured numbers: docs/models/deepmsi.md.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class DeepMSIMER(AffectModel):
         dropout: classifier and guide MLP (0.3); proj_dropout (0.2); tcn_dropout (0.3).
     """
 
-    input_form = "sequence"
+    needs = frozenset({"vectors", "sequences?"})
 
     def __init__(self, spec: ModelSpec, *, token_dim: int = 128, guide_hidden: int = 256,
                  keep_ratios: tuple[float, ...] = (0.77, 0.56, 0.39), vsc: bool = True, vsc_merge: str = "argmax",
@@ -252,13 +254,3 @@ class DeepMSIMER(AffectModel):
                  for m in partners]
         return {"con": sum(terms) / len(terms)}
 
-
-@register_model("deepmsi-mer-vec", description="DeepMSI-MER on utterance vectors only (the video is one token, so "
-                "VSC keeps it and the TCN sees one step), for datasets without sequences",
-                train_defaults={"lr": 5e-5, "weight_decay": 1e-5, "batch_size": 16, "epochs": 30, "patience": 4,
-                                "select": "f1_weighted", "loss_weights": {"con": 0.5}})
-class DeepMSIMERVectors(DeepMSIMER):
-    """The same model for vector-only datasets (mosi-bclstm): its fusion, classifier and contrastive loss
-    run as in the paper; compression has nothing to drop from a single visual token."""
-
-    input_form = "vector"

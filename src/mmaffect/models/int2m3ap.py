@@ -8,6 +8,11 @@ BiGRU (360 and 230 per direction), audio ``z`` = Dense 96 -> Dense 64; bimodal `
 ``B_VA = Dense_152([x_v; z])``, ``B_TA = Dense_76([r; z])``; trimodal ``Dense_50([B_VT; B_VA; B_TA])``;
 each of the seven features gets its own linear head, and all seven losses are summed. Every choice
 and the stand-in features are listed in docs/models/int2m3ap.md.
+
+Inputs: the text BiGRU reads the text sequence where the dataset has one, else the text vector as a
+one-step sequence (``needs`` ``"sequences?"``), so one name serves the clip cache and vector-only MOSI.
+The image net reads the visual utterance vector (FER probabilities + face geometry, the frozen
+"semantic" stand-in), or with ``image="crops"`` the cached 48x48 face crops through a small CNN.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from mmaffect.errors import ConfigError
 from mmaffect.losses import per_sample_loss
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
-from mmaffect.models.blocks import as_sequence
+from mmaffect.models.blocks import as_sequence, masked_mean
 from mmaffect.models.blocks.voting import TIE_BREAKS, mean_probability, vote_distribution
 from mmaffect.models.registry import register_model
 from mmaffect.tasks import Task
@@ -30,6 +35,30 @@ from mmaffect.tasks import Task
 BIMODAL_WIDTHS = {"vt": 100, "va": 152, "ta": 76}  # eqs. 18, 20, 22 (100 + 152 + 76 = 328, eq. 24)
 FUSIONS = ("vote", "mean")
 ACTIVATIONS = ("softmax", "sigmoid")
+IMAGES = ("vector", "crops")
+
+
+class FaceCropCNN(nn.Module):
+    """The image net's CPU stand-in for VGG on face crops: per crop ``channels`` blocks of Conv 3x3 ->
+    ReLU -> max-pool 2, global average pooling; a clip is the mean over its real frames (zeros for a
+    clip without frames). Only real frames are convolved, so padding costs nothing."""
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = 1
+        for c in channels:
+            layers += [nn.Conv2d(width, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            width = c
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = width
+
+    def forward(self, frames: Tensor, mask: Tensor) -> Tensor:
+        """``frames`` (B, T, H, W), ``mask`` (B, T) -> (B, out_dim)."""
+        grid = frames.new_zeros(*mask.shape, self.out_dim)
+        if mask.any():
+            grid[mask] = self.net(frames[mask][:, None])
+        return masked_mean(grid, mask)
 
 
 class StackedBiGRU(nn.Module):
@@ -82,17 +111,22 @@ class INT2M3AP(AffectModel):
             sigmoid output).
         dropout: after every hidden layer [A: the paper names none].
         score_loss: ``l1`` or ``mse`` for the score heads of regression tasks.
+        image: ``vector`` (the visual utterance vector -> Dense_256) or ``crops`` (the face crops
+            through :class:`FaceCropCNN` with ``image_channels`` -> Dense_256; needs a ``cache:`` dataset).
 
     Scores (regression tasks) have no majority; ``fusion="vote"`` then averages the voters' scores.
     """
 
-    input_form = "sequence"
+    needs = frozenset({"vectors", "sequences?"})
 
     def __init__(self, spec: ModelSpec, *, fusion: str = "vote", voters: str = "v,t,a,m", tie_break: str = "prob",
                  priority: str = "m", text_hidden: tuple[int, ...] = (360, 230), image_hidden: int = 256,
                  audio_hidden: tuple[int, ...] = (96, 64), fusion_hidden: int = 50,
-                 output_activation: str = "softmax", dropout: float = 0.2, score_loss: str = "l1"):
+                 output_activation: str = "softmax", dropout: float = 0.2, score_loss: str = "l1",
+                 image: str = "vector", image_channels: tuple[int, ...] = (16, 32, 64)):
         super().__init__(spec)
+        if image not in IMAGES:
+            raise ConfigError(f"int2-m3ap: image must be one of {', '.join(IMAGES)}, not {image!r}")
         self.modalities = [m for m in ("v", "t", "a") if m in spec.dims]
         heads = list(self.modalities) + [_pair_key(a, b) for a, b in combinations(self.modalities, 2)]
         if len(self.modalities) == 3:
@@ -117,8 +151,13 @@ class INT2M3AP(AffectModel):
             return nn.Sequential(nn.Linear(i, o), nn.ReLU(), nn.Dropout(dropout))
 
         encoders, widths = {}, {}
+        self.image = image if "v" in spec.dims else "vector"
+        if self.image == "crops":
+            self.image_cnn = FaceCropCNN(tuple(image_channels))
+            self.needs = type(self).needs | {"frames"}
         if "v" in spec.dims:
-            encoders["v"], widths["v"] = dense(spec.dims["v"], image_hidden), image_hidden
+            image_in = self.image_cnn.out_dim if self.image == "crops" else spec.dims["v"]
+            encoders["v"], widths["v"] = dense(image_in, image_hidden), image_hidden
         if "t" in spec.dims:
             gru = StackedBiGRU(spec.seq_dims.get("t", spec.dims["t"]), tuple(text_hidden))
             encoders["t"], widths["t"] = gru, gru.out_dim
@@ -162,6 +201,8 @@ class INT2M3AP(AffectModel):
         for m in self.modalities:
             if m == "t":
                 feats["t"] = self.encoders["t"](*as_sequence(batch, "t"))
+            elif m == "v" and self.image == "crops":
+                feats["v"] = self.encoders["v"](self.image_cnn(batch["v_frames"], batch["v_frames_mask"]))
             else:
                 feats[m] = self.encoders[m](batch[m])
         for key, layer in self.bimodal.items():
@@ -219,11 +260,3 @@ class INT2M3AP(AffectModel):
         and the paper trains the heads, then votes)."""
         return self.extra_losses(self(batch), batch)
 
-
-@register_model("int2-m3ap-vec", description="INT2-M3AP on utterance vectors only (the text vector is a one-step "
-                "sequence for the BiGRU), for datasets without sequences", heads=("score", "logits"),
-                train_defaults={"lr": 1e-3, "batch_size": 32, "weight_decay": 1e-4, "epochs": 300, "patience": 30})
-class INT2M3APVectors(INT2M3AP):
-    """The same model for vector-only datasets (mosi-bclstm): the registry refuses sequence models there."""
-
-    input_form = "vector"

@@ -94,7 +94,7 @@ def create_model(name: str, spec: ModelSpec, **hparams) -> AffectModel:
     if info.heads is not None and set(spec.heads) - set(info.heads):
         raise ConfigError(f"model {name!r} predicts only {', '.join(info.heads)}; the task needs "
                           f"{', '.join(spec.heads)}")
-    if "sequences" in info.needs:
+    if "sequences" in info.needs:  # "sequences?" models read a vector-only modality as one step
         missing = [m for m in spec.dims if m not in spec.seq_dims]
         if missing:
             raise ConfigError(f"model {name!r} needs sequences; modality {', '.join(missing)} has only vectors")

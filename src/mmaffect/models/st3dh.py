@@ -8,10 +8,12 @@ Z = audio: ``M_xy = E_v W_1 E_tᵀ``, ``M_zy = E_a W_2 E_tᵀ``; ``α_x``/``α_z
 Dense(128) head. With two modalities the model is the one matching matrix (pivot = text if present),
 with one it is the modality's pooled features -- the paper's uni-/bi-modal rows.
 
-Video: grayscale frame clips per step (``v_frames``, (B, L, T, H, W)) go through
-:class:`~mmaffect.models.blocks.harris3d.Harris3DVideoEncoder` when ``video_frames=True``; without
-frames (every dataset the trainer can load today) the per-step visual descriptors stand in and the
-Harris map is not used. Choices, stand-ins and measured numbers: docs/models/st3dh.md.
+Inputs: sequences where a modality has them, else its utterance vector as one step (``needs``
+``"sequences?"``), so the same model trains on the clip cache and on vector-only MOSI. Video: with
+``video_frames=True`` the grayscale face crops (``v_frames`` (B, T, 48, 48), one per sampled frame)
+go through :class:`~mmaffect.models.blocks.harris3d.Harris3DVideoEncoder`, whose per-frame outputs
+are E_v; otherwise the per-step visual descriptors stand in and no Harris map is used. Choices,
+stand-ins and measured numbers: docs/models/st3dh.md.
 """
 
 from __future__ import annotations
@@ -61,12 +63,13 @@ class ST3DH(AffectModel):
         tensor_attention: ``full`` (W_p on the flattened t_x x t_y slab), ``pooled`` (on its mean over
             i) or ``off``.
         tensor_op: ``add`` (paper) or ``product`` (ablation).
-        video_frames: read grayscale clips ``v_frames`` (B, L, T, H, W) and encode them with the 3-D
-            CNN (``video_channels`` per block); ``harris`` then switches the Harris weight map on/off.
+        video_frames: read the face crops ``v_frames`` (B, T, H, W) and encode them with the
+            Harris-weighted 3-D CNN (``video_channels`` per block), one E_v step per frame; ``harris``
+            then switches the Harris weight map on/off.
         head_hidden, dropout: the prediction head, Dense(head_hidden) -> ReLU -> Dropout [A].
     """
 
-    input_form = "sequence"
+    needs = frozenset({"vectors", "sequences?"})
 
     def __init__(self, spec: ModelSpec, *, dim: int = 64, max_len: int = 50, hidden: int = 64,
                  temporal_attention: bool = True, tensor_attention: str = "full", tensor_op: str = "add",
@@ -89,6 +92,8 @@ class ST3DH(AffectModel):
         self.x, self.y, self.z = x, y, ("a" if len(present) == 3 else None)
         self.max_len, self.tensor_op, self.temporal = max_len, tensor_op, temporal_attention
         self.video_frames = video_frames and "v" in spec.dims
+        if self.video_frames:
+            self.needs = type(self).needs | {"frames"}
         encoders = {}
         for m in present:
             if m == "v" and self.video_frames:
@@ -112,10 +117,9 @@ class ST3DH(AffectModel):
     def encode(self, batch: dict[str, Tensor], m: str) -> tuple[Tensor, Tensor]:
         """``E_m`` (B, max_len, dim) and its mask."""
         if m == "v" and self.video_frames:
-            frames, mask = batch["v_frames"], batch["v_mask"]
-            b, steps = frames.shape[:2]
-            flat = self.encoders[m](frames.flatten(0, 1)).view(b, steps, -1)
-            seq = flat * mask[..., None].to(flat.dtype)
+            mask = batch["v_frames_mask"].clone()
+            mask[~mask.any(1), 0] = True  # a clip without frames: one black frame, as as_sequence does
+            seq = self.encoders[m].steps(batch["v_frames"], mask)
         else:
             seq, mask = as_sequence(batch, m)
             seq = self.encoders[m](seq)
@@ -146,10 +150,3 @@ class ST3DH(AffectModel):
         pooled = torch.cat([_axis_mean(p, real, axis) for axis in (1, 2, 3)], -1)
         return out | self.heads(self.head(pooled))
 
-
-@register_model("st3dh-vec", description="ST-3DH on utterance vectors only (each modality a one-step sequence), "
-                "for datasets without sequences", train_defaults=_DEFAULTS)
-class ST3DHVectors(ST3DH):
-    """The same model for vector-only datasets (mosi-bclstm): the registry refuses sequence models there."""
-
-    input_form = "vector"

@@ -118,8 +118,19 @@ def harris3d_weight_map(clip: Tensor, gamma: float = 1.0, k: float = 0.005, sigm
     return (1.0 + gamma * norm).reshape(*lead, *clip.shape[-3:])
 
 
+def hold_last_frame(clips: Tensor, mask: Tensor) -> Tensor:
+    """``(N, T, H, W)`` clips with every padded frame (``mask`` False) replaced by the row's last real
+    frame, so padding adds no temporal gradient (a jump to black would be a strong space-time corner).
+    Rows without a real frame are left as they are."""
+    last = (mask.long().sum(1) - 1).clamp(min=0)  # (N,)
+    steps = torch.arange(clips.shape[1], device=clips.device)[None, :]
+    source = torch.where(mask, steps, last[:, None])  # (N, T): index of the frame to show
+    return torch.gather(clips, 1, source[:, :, None, None].expand_as(clips))
+
+
 class Harris3DVideoEncoder(nn.Module):
-    """ST-3DH's video network on grayscale clips ``(N, T, H, W)`` -> ``(N, out_dim)``.
+    """ST-3DH's video network on grayscale clips ``(N, T, H, W)`` -> ``(N, out_dim)``, or per frame
+    ``(N, T, out_dim)`` with :meth:`steps`.
 
     A C3D-style stack (``channels`` blocks of Conv3d 3x3x3 -> ReLU -> max-pool over space) whose
     input clip and every block's feature map are multiplied by the Harris weight map resized to that
@@ -145,7 +156,8 @@ class Harris3DVideoEncoder(nn.Module):
         self.blocks, self.mixes = nn.ModuleList(blocks), nn.ModuleList(mixes)
         self.out = nn.Linear(width, out_dim)
 
-    def forward(self, clips: Tensor) -> Tensor:
+    def feature_map(self, clips: Tensor) -> Tensor:
+        """The last block's Harris-weighted map ``(N, C, T, H', W')`` (pooling keeps T)."""
         x = clips.float()[:, None]  # (N, 1, T, H, W)
         weight = harris3d_weight_map(clips.float(), self.gamma)[:, None] if self.harris else None
         if weight is not None:
@@ -154,4 +166,14 @@ class Harris3DVideoEncoder(nn.Module):
             x = block(x)
             if weight is not None:
                 x = mix(x * F.interpolate(weight, size=x.shape[2:], mode="trilinear", align_corners=False))
-        return self.out(x.mean((2, 3, 4)))
+        return x
+
+    def forward(self, clips: Tensor) -> Tensor:
+        return self.out(self.feature_map(clips).mean((2, 3, 4)))
+
+    def steps(self, clips: Tensor, mask: Tensor) -> Tensor:
+        """Per-frame features ``(N, T, out_dim)`` of padded clips (``mask`` (N, T), real frames first):
+        padding repeats the last real frame (:func:`hold_last_frame`) so it neither creates corners nor
+        leaks into real frames through the temporal convolutions; padded outputs are zeroed."""
+        x = self.feature_map(hold_last_frame(clips, mask))
+        return self.out(x.mean((3, 4)).transpose(1, 2)) * mask[..., None].to(x.dtype)
