@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="RAVDESS feature cache (default WORK/ravdess_cache)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-extract", action="store_true",
+                        help="read --cache as it is (a complete, read-only cache: extract would rewrite its report)")
     parser.add_argument("--only", choices=PARTS, help="run one part (the others in the output are kept)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
@@ -182,7 +184,8 @@ def main() -> None:
                            **comparison("text", overrides, data, "text-mlp", args.work, seeds)}
     if args.only in (None, "audio", "audio_no_egemaps"):
         cache = args.cache or args.work / "ravdess_cache"
-        ensure_ravdess_cache(cache, args.threads)
+        if not args.no_extract:
+            ensure_ravdess_cache(cache, args.threads)
         overrides = {"dataset": f"cache:{cache}", "cv": {"folds": "column", "group_by": "group"},
                      "modalities": ["a"]}
         data = load_experiment_data(load_config(None, {**overrides, "model": "audio-mlp"}))

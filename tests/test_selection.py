@@ -102,3 +102,17 @@ def test_the_config_replaces_or_switches_off_the_search():
     assert search_space(replace(config("audio-mlp"), search={}), 100) == {}
     asked = replace(config("audio-mlp"), search={"train.weight_decay": [0.0, 0.5]})
     assert search_space(asked, 10 * SMALL_TRAIN_ROWS) == {"train.weight_decay": (0.0, 0.5)}
+
+
+def test_label_tasks_choose_on_validation_ua_and_a_set_select_wins(tmp_path):
+    """By default a classification search keeps the candidate with the best validation UA (``wacc``, what
+    the small-data tables report), ties going to the lower validation loss; ``train.select`` set to
+    another metric is searched on instead."""
+    data = toy(margin=1.5)
+    search = run_one(config("linear"), data, plan_for(len(data)), tmp_path / "ua", progress=False)["search"]
+    assert search["criterion"].startswith("valid wacc")
+    best = max(search["candidates"], key=lambda c: (c["valid_wacc"], -c["valid_loss"]))
+    assert search["chosen"] == best["values"]
+    chosen_by = run_one(config("linear", select="f1_macro"), data, plan_for(len(data)), tmp_path / "f1",
+                        progress=False)["search"]
+    assert chosen_by["criterion"].startswith("valid f1_macro") and "valid_f1_macro" in chosen_by["candidates"][0]

@@ -5,7 +5,9 @@ head and ``train.score_loss=mse``, ridge regression. ``train.weight_decay`` is t
 weights (not the biases, as in logistic regression); with ``adam`` it is added to the gradient, so the
 penalised optimum is a fixed point of training. It is the floor every other model must reach on the same
 features. The penalty matters most on small data, so it is always chosen on validation (see
-:mod:`mmaffect.training.selection`), together with early stopping on the validation loss. The weights
+:mod:`mmaffect.training.selection`), together with early stopping on the validation loss. The grid
+spans what logistic regression's ``C`` grid 1e-3..1 means on a few hundred to a few thousand rows
+(penalty = 1 / (C n)): on 267 MELD rows the old top value 1.0 was chosen in 7 of 9 runs. The weights
 start at zero rather than at random: the objective is convex, and random initial weights of the size
 of the optimum would survive an early stop as noise.
 """
@@ -22,7 +24,8 @@ from mmaffect.models.registry import register_model
 @register_model("linear", description="softmax / ridge head on the concatenated utterance vectors "
                                       "(L2 weight decay chosen on validation)",
                 train_defaults={"epochs": 200},
-                search={"train.weight_decay": [1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]}, search_max_train_rows=None)
+                search={"train.weight_decay": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0]},
+                search_max_train_rows=None)
 class Linear(AffectModel):
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)

@@ -3,7 +3,8 @@
 On small training sets (up to :data:`~mmaffect.models.registry.SMALL_TRAIN_ROWS` rows) the width
 and the weight decay are chosen on the validation rows (:mod:`mmaffect.training.selection`): a fixed
 256-unit MLP without decay over-fits a few hundred rows and then trails a linear model on the same
-features. On larger sets the fixed recipe below is used, which saves the grid's extra fits.
+features. The candidates are compared on validation UA for label tasks. On larger sets the fixed
+recipe below is used, which saves the grid's extra fits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from mmaffect.models.base import AffectModel, Heads, ModelSpec, mlp
 from mmaffect.models.registry import register_model
 
-SMALL_DATA_SEARCH = {"model_args.hidden": [64, 256], "train.weight_decay": [0.0, 1e-2, 1e-1]}
+SMALL_DATA_SEARCH = {"model_args.hidden": [64, 256], "train.weight_decay": [0.0, 1e-2, 1e-1, 1.0]}
 
 
 @register_model("text-mlp", description="MLP on the text utterance vector", modalities=("t",), modality="t",
