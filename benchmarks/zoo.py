@@ -1,0 +1,160 @@
+"""The MMSA-zoo baselines (MFN, Graph-MFN, MulT, MISA, Self-MM, MMIM) trained through the CLI (issue 22).
+
+Every model runs ``mmaffect --threads 1 train`` on
+
+- ``mosi-bclstm``: the bc-LSTM utterance vectors (each a length-1 sequence for these models), fixed
+  62/31-video split with 10 validation videos, seeds 0-2, selection on validation loss;
+- the IEMOCAP clip features (``cache:CLIPS``, ``mmaffect extract`` output for the 40 Session-1 clips:
+  MiniLM token states, audio descriptors, face-geometry steps), 8 classes, 5-fold grouped CV by
+  ``dialogue_id``, seed 0;
+
+beside the ``linear`` model on the same data, split and seeds (the floor). Each run's
+``results.json`` is copied to ``RESULTS/zoo_<dataset>_<model>.json`` with the command, the wall time
+and the load average before and after it; the CLI resumes finished runs, so re-running skips them.
+Run it in the CPU queue (one thread each)::
+
+    /work/coord/heavy python benchmarks/zoo.py --work out/zoo
+    python benchmarks/zoo.py --table      # docs/zoo.md's tables from the result files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from mmaffect.io import check_output_dir, write_json
+from mmaffect.settings import data_root
+
+MODELS = ("mfn", "graph-mfn", "mult", "misa", "self-mm", "mmim")
+FLOOR = "linear"
+DATASETS = {"mosi-bclstm": ["--seeds", "3"],
+            "clips": ["--seeds", "1", "--cv", "5", "--group-by", "dialogue_id"]}
+MMSA_NAMES = {"mfn": "mfn", "graph-mfn": "graph_mfn", "mult": "mult", "misa": "misa", "self-mm": "self_mm",
+              "mmim": "mmim"}
+MOSI_METRICS = ("acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr")
+CLIP_METRICS = ("acc", "wacc", "f1_weighted", "f1_macro")
+RESULTS = Path(__file__).parent / "results"
+
+
+def dataset_argument(name: str, clips: Path) -> str:
+    return f"cache:{clips}" if name == "clips" else name
+
+
+def run(model: str, dataset: str, clips: Path, work: Path, results: Path) -> Path:
+    """Train (or resume) one model on one dataset through the CLI; return its result file."""
+    out = work / dataset / model
+    command = [shutil.which("mmaffect") or "mmaffect", "--threads", "1", "train", "--quiet",
+               "--dataset", dataset_argument(dataset, clips), "--model", model, *DATASETS[dataset],
+               "--output", str(out)]
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    wall = time.perf_counter() - started
+    result = json.loads((out / "results.json").read_text())
+    result["benchmark"] = {"command": " ".join(command[1:]), "wall_seconds": round(wall, 1),
+                           "loadavg_before": [round(x, 2) for x in load_before],
+                           "loadavg_after": [round(x, 2) for x in os.getloadavg()], "threads": 1,
+                           "note": "wall_seconds is 0-ish when the CLI read back finished runs"}
+    target = results / f"zoo_{dataset}_{model}.json"
+    write_json(target, result)
+    return target
+
+
+def mmsa_published(root: Path | None = None) -> pd.DataFrame:
+    """MMSA's own MOSI regression rows (its aligned/unaligned CMU features, CMU standard folds)."""
+    table = pd.read_csv(Path(root or data_root()) / "published_results" / "mmsa_results.csv")
+    return table[(table.dataset == "MOSI") & (table.task == "regression")].drop_duplicates("model").set_index("model")
+
+
+def cell(metrics: dict, key: str) -> str:
+    if key not in metrics:
+        return ""
+    m = metrics[key]
+    digits = 3 if key in ("mae", "corr") else 1
+    return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}"
+
+
+def table(results: Path) -> str:
+    """The two Markdown tables of docs/zoo.md, from the result files."""
+    lines = []
+    published = mmsa_published()
+    floors = json.loads((results / "floors.json").read_text()) if (results / "floors.json").exists() else None
+    lines += ["| model | " + " | ".join(MOSI_METRICS) + " | s/epoch | epochs run | parameters |",
+              "|---" * (len(MOSI_METRICS) + 4) + "|"]
+    for model in (*MODELS, FLOOR):
+        path = results / f"zoo_mosi-bclstm_{model}.json"
+        if not path.exists():
+            lines.append(f"| {model} | " + " | ".join("not run" for _ in MOSI_METRICS) + " | | | |")
+            continue
+        r = json.loads(path.read_text())
+        name = f"*floor:* {model}" if model == FLOOR else model
+        lines.append(f"| {name} | " + " | ".join(cell(r["test"], k) for k in MOSI_METRICS)
+                     + f" | {r['seconds_per_epoch']:.2f} | {r['epochs_run']} | {r['n_params']:,} |")
+    if floors is not None:
+        lines += _floor_rows(floors)
+    for model in MODELS:
+        name = MMSA_NAMES[model]
+        if name in published.index:
+            p = published.loc[name]
+            values = {"acc2_has0": p.Has0_acc_2, "acc2_non0": p.Non0_acc_2, "f1_non0": p.Non0_F1_score,
+                      "acc7": p.Mult_acc_7, "mae": p.MAE / 100, "corr": p.Corr / 100}
+            lines.append(f"| *MMSA published ({p.data_setting} CMU features, CMU std folds):* {model} | "
+                         + " | ".join(f"{values[k]:.3f}" if k in ("mae", "corr") else f"{values[k]:.2f}"
+                                      for k in MOSI_METRICS) + " | | | |")
+        else:
+            lines.append(f"| *MMSA published:* {model} | " + " | ".join("–" for _ in MOSI_METRICS)
+                         + " | | | |")
+    lines += ["", "| model | " + " | ".join(CLIP_METRICS) + " | s/epoch | parameters |",
+              "|---" * (len(CLIP_METRICS) + 3) + "|"]
+    for model in (*MODELS, FLOOR):
+        path = results / f"zoo_clips_{model}.json"
+        if not path.exists():
+            lines.append(f"| {model} | " + " | ".join("not run" for _ in CLIP_METRICS) + " | | |")
+            continue
+        r = json.loads(path.read_text())
+        name = f"*floor:* {model}" if model == FLOOR else model
+        lines.append(f"| {name} | " + " | ".join(cell(r["test"], k) for k in CLIP_METRICS)
+                     + f" | {r['seconds_per_epoch']:.2f} | {r['n_params']:,} |")
+    lines.append("| *floor:* chance (8 balanced classes) | 12.5 | 12.5 | | | | |")
+    return "\n".join(lines)
+
+
+def _floor_rows(floors: dict) -> list[str]:
+    """The README's MOSI floors (benchmarks/floors.py) in this table's columns."""
+    mosi = floors["floors"]["mosi-bclstm"]
+    return [f"| *floor:* {label} (benchmarks/floors.py) | "
+            + " | ".join(f"{mosi[key][k]:.1f}" if k in mosi[key] else "" for k in MOSI_METRICS) + " | | | |"
+            for key, label in (("majority", "majority rate of the test split"),
+                               ("logreg_tav", "logistic regression, t+a+v"))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("out/zoo"), help="run folders (checkpoints, predictions)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--clips", type=Path, default=Path("/work/cache/clips"),
+                        help="the IEMOCAP clip feature cache (mmaffect extract output)")
+    parser.add_argument("--models", default=",".join((*MODELS, FLOOR)))
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--table", action="store_true", help="print the docs tables and exit")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table(args.results))
+        return
+    check_output_dir(args.work)
+    check_output_dir(args.results)
+    for dataset in args.datasets.split(","):
+        for model in args.models.split(","):
+            print(f"{dataset} {model}: {run(model, dataset, args.clips, args.work, args.results)}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
