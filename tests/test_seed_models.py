@@ -234,3 +234,83 @@ def test_single_modality_has_no_shared_path():
     batch = make_batch()
     terms = model.extra_losses(model(batch), batch)
     assert set(terms) == {"subtask_a", "sccl_inter"}
+
+
+def test_semanticmac_minilm_text_branch_reads_tokens_with_its_own_rate():
+    """``text_encoder=minilm``: the packaged MiniLM reads the engine's token batches (padding word
+    pieces change nothing), its pretrained weights form their own group at the paper's 4e-5 and the
+    new projection learns at the common rate."""
+    from mmaffect.features.text import token_ids
+    from mmaffect.models import model_info
+
+    spec = ModelSpec(dims={"t": 384, "a": 5}, seq_dims={}, heads={"score": 1})
+    torch.manual_seed(0)
+    model = create_model("semanticmac", spec, text_encoder="minilm", max_tokens=16, **SMALL)
+    assert model.needs == {"vectors", "sequences?", "tokens"} and (model.tokenizer, model.max_tokens) == ("minilm", 16)
+    assert model_info("semanticmac").needs == {"vectors", "sequences?"}  # the local branch needs no tokens
+    ids, lengths = token_ids(["I am so happy today", "this is awful"], "minilm", 16)
+    batch = {"index": torch.arange(2), "score": torch.tensor([2.0, -2.0]), "t": torch.randn(2, 384),
+             "a": torch.randn(2, 5), "t_tokens": ids, "t_tokens_mask": torch.arange(ids.shape[1]) < lengths[:, None]}
+    padded = dict(batch, t_tokens=torch.cat([ids, torch.zeros(2, 3, dtype=ids.dtype)], 1),
+                  t_tokens_mask=torch.cat([batch["t_tokens_mask"], torch.zeros(2, 3, dtype=torch.bool)], 1))
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(batch)["score"], model(padded)["score"], atol=1e-5)
+    model.train()
+    out = model(batch)
+    (out["score"].sum() + sum(model.extra_losses(out, batch).values())).backward()
+    encoder = list(model.text.encoder.parameters())
+    assert all(p.grad is not None for p in encoder)
+    groups = model.param_groups(None)
+    assert groups[0]["lr"] == 4e-5 and {id(p) for p in groups[0]["params"]} == {id(p) for p in encoder}
+    rest = {id(p) for p in groups[1]["params"]}
+    assert "lr" not in groups[1] and {id(p) for p in model.text.project.parameters()} <= rest
+    slower = create_model("semanticmac", spec, text_encoder="minilm", text_lr=1e-5, **SMALL)
+    assert slower.param_groups(None)[0]["lr"] == 1e-5
+
+
+def test_semanticmac_rejects_an_unknown_text_encoder():
+    from mmaffect.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="text_encoder"):
+        build("semanticmac", text_encoder="bert")
+
+
+def test_mre_relevance_weights_are_in_predictions_and_are_analyze_contributions(data_dir, tmp_path):
+    """An MRE checkpoint trained through the CLI: the predictions file carries each row's relevance
+    weights (summing to 1), and the contributions `analyze` reports for it are those weights (source
+    "relevance"), not modality-ablation deltas."""
+    import pandas as pd
+
+    from mmaffect.analysis import _predict
+    from mmaffect.cli import main
+    from mmaffect.data import load_dataset
+    from mmaffect.inference import load_model
+
+    out = tmp_path / "mre"
+    assert main(["--threads", "1", "train", "--quiet", "--dataset", "mosi-bclstm", "--model", "mre", "--task",
+                 "binary", "--epochs", "2", "--output", str(out)]) == 0
+    pred = pd.read_csv(out / "seed0" / "predictions.csv")
+    weights = pred[["relevance_t", "relevance_a", "relevance_v"]].to_numpy()
+    assert np.allclose(weights.sum(1), 1, atol=1e-5) and (weights > 0).all()
+    loaded = load_model(out / "seed0" / "model.safetensors")
+    data = load_dataset("mosi-bclstm")
+    rows = np.flatnonzero(data.split == "test")[:20]
+    probs, contributions, source = _predict([loaded], data.take(rows))
+    with torch.no_grad():
+        own = loaded.model.eval()(loaded.prepare(data.take(rows), "test").batch(torch.arange(20)))["relevance"]
+    assert source == "relevance" and np.allclose(contributions, own.numpy(), atol=1e-6)
+    test = pred[pred.split == "test"].set_index("id").loc[data.ids[rows]]
+    assert np.allclose(test[["relevance_t", "relevance_a", "relevance_v"]].to_numpy(), own.numpy(), atol=1e-5)
+
+
+def test_mre_text_sequence_switch_falls_back_to_the_text_vector():
+    """With token features the text goes through the LSTM; ``text_sequence=false`` uses the vector."""
+    batch = make_batch()
+    lstm, vector = build("mre"), build("mre", text_sequence=False)
+    assert isinstance(lstm.encoders["t"], torch.nn.Module) and hasattr(lstm.encoders["t"], "lstm")
+    assert not hasattr(vector.encoders["t"], "lstm")
+    vector.eval()
+    with torch.no_grad():
+        junk = dict(batch, t_seq=torch.randn_like(batch["t_seq"]))
+        assert torch.equal(vector(batch)["score"], vector(junk)["score"])

@@ -46,20 +46,26 @@ class MRE(AffectModel):
     """Args (``model_args``): ``relevance`` (M1 and the ``H`` weighting; off = uniform weights ``1/M``),
     ``rs`` (M2 heads and L_rs), ``cnce`` (class-level NCE), ``detach_relevance`` (no gradient from
     the ``1 + H`` loss weights into M1), encoder widths, common width ``dim``, LMF ``rank`` and
-    ``fusion_dim``, NCE ``temperature``, ``contrast_classes`` (how scores become classes for the NCE).
+    ``fusion_dim``, NCE ``temperature``, ``contrast_classes`` (how scores become classes for the NCE),
+    ``text_sequence`` (off = the text vector even where token features exist: cheaper on CPU).
     """
+
+    # text token features where the dataset has them (the paper's LSTM over BERT tokens), else the
+    # text vector; audio and video always use their utterance vector (the time mean the paper asks for)
+    needs = frozenset({"vectors", "sequences?"})
 
     def __init__(self, spec: ModelSpec, *, dim: int = 64, text_hidden: int = 64, audio_hidden: int = 32,
                  video_hidden: int = 64, dropout: float = 0.2, rank: int = 4, fusion_dim: int = 32,
                  relevance: bool = True, rs: bool = True, cnce: bool = True, detach_relevance: bool = False,
-                 temperature: float = 0.1, contrast_classes: str = "sign", score_loss: str = "l1"):
+                 temperature: float = 0.1, contrast_classes: str = "sign", score_loss: str = "l1",
+                 text_sequence: bool = True):
         super().__init__(spec)
         self.modalities = list(spec.dims)
         self.use_relevance, self.use_rs, self.use_cnce = relevance, rs, cnce and len(self.modalities) > 1
         self.detach_relevance, self.temperature = detach_relevance, temperature
         self.contrast_classes, self.score_loss = contrast_classes, score_loss
         hidden = {"t": text_hidden, "a": audio_hidden, "v": video_hidden}
-        self.text_sequence = "t" in spec.dims and "t" in spec.seq_dims
+        self.text_sequence = text_sequence and "t" in spec.dims and "t" in spec.seq_dims
         encoders, projections = {}, {}
         for m, width in spec.dims.items():
             h = hidden.get(m, dim)

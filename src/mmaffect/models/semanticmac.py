@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmaffect.errors import ConfigError
+from mmaffect.features.text import PACKAGED_TOKENIZER, model_source
 from mmaffect.losses import info_nce_pairs, per_sample_loss, same_class, supcon_loss, truth_targets
 from mmaffect.models.base import AffectModel, ModelSpec
 from mmaffect.models.blocks import (
@@ -34,6 +36,9 @@ from mmaffect.models.blocks import (
 from mmaffect.models.registry import register_model
 
 TEXT = "t"
+TEXT_ENCODERS = ("local", "minilm")
+# the paper's learning rate for the fine-tuned language model (Table II, MOSI row)
+LM_LR = 4e-5
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
@@ -63,6 +68,26 @@ class TextEncoder(nn.Module):
         return x
 
 
+class MiniLMTextEncoder(nn.Module):
+    """The text branch as the paper has it, a fine-tuned language model, on CPU: the packaged
+    all-MiniLM-L6-v2 over the row's word pieces (the engine's token batches), its last token states
+    projected to the common width. Without BERT's [CLS] pooler, which the branch never reads (every
+    weight must get a gradient)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.encoder = AutoModel.from_pretrained(model_source(PACKAGED_TOKENIZER))
+        self.encoder.pooler = None
+        self.project = nn.Linear(int(self.encoder.config.hidden_size), dim)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return self.project(self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state)
+
+
 # Training recipe from the paper's MOSI row of Table II (20 epochs, batch 32, AdamW, lr 5e-4 for the
 # non-LM parameters, weight decay 5e-4, constant schedule, 1 warm-up epoch) and the SCCL weights
 # lambda_1 = lambda_2 = 0.1 [A]. Other datasets: override with --set train.* (Table II in the card).
@@ -72,7 +97,10 @@ class TextEncoder(nn.Module):
                                 "epochs": 20, "warmup_epochs": 1,
                                 "loss_weights": {"sccl_intra": 0.1, "sccl_inter": 0.1}})
 class SemanticMAC(AffectModel):
-    """Args (``model_args``), every component a switch:
+    """Reads sequences where the dataset has them (``"sequences?"``), else each vector as one step;
+    with ``text_encoder=minilm`` also the MiniLM token ids of the text.
+
+    Args (``model_args``), every component a switch:
 
     - perceiver: ``tokens``, ``perceiver_layers``, ``max_frames``, ``frame_embedding``, ``perceiver_norm``,
       ``perceiver_residual``;
@@ -83,8 +111,13 @@ class SemanticMAC(AffectModel):
       none), ``beta``;
     - SCCL: ``sccl`` (both terms), ``intra``, ``inter``, ``tau_intra``, ``tau_inter``,
       ``contrast_classes`` (sign | three | seven, for scores), ``normaliser`` (positives | batch);
-    - text branch: ``text_layers``, ``text_lr`` (own learning rate; None = the common one).
+    - text branch: ``text_encoder`` (``local``: a small transformer trained from scratch over the
+      text steps, ``text_layers`` deep; ``minilm``: the packaged MiniLM fine-tuned on token ids, at
+      most ``max_tokens`` word pieces), ``text_lr`` (the text branch's own learning rate; None = the
+      common one for ``local``, the paper's 4e-5 for ``minilm``).
     """
+
+    needs = frozenset({"vectors", "sequences?"})
 
     def __init__(self, spec: ModelSpec, *, dim: int = 128, heads: int = 4, dropout: float = 0.1,
                  tokens: int = 8, perceiver_layers: int = 2, max_frames: int = 64, frame_embedding: bool = True,
@@ -94,16 +127,28 @@ class SemanticMAC(AffectModel):
                  gamma: float = 2.0, start_epoch: int = 1, momentum: str = "epoch", beta: float = 0.9,
                  sccl: bool = True, intra: bool = True, inter: bool = True, tau_intra: float = 0.1,
                  tau_inter: float = 0.07, contrast_classes: str = "sign", normaliser: str = "positives",
-                 score_loss: str = "l1", text_lr: float | None = None):
+                 score_loss: str = "l1", text_encoder: str = "local", max_tokens: int = 64,
+                 text_lr: float | None = None):
         super().__init__(spec)
+        if text_encoder not in TEXT_ENCODERS:
+            raise ConfigError(f"model_args.text_encoder must be one of {', '.join(TEXT_ENCODERS)}, "
+                              f"not {text_encoder!r}")
         self.modalities = list(spec.dims)
         self.shared = len(self.modalities) > 1
         self.use_intra = sccl and intra and self.shared
         self.use_inter = sccl and inter
         self.contrast_classes, self.normaliser, self.score_loss = contrast_classes, normaliser, score_loss
-        self.tau_intra, self.tau_inter, self.text_lr = tau_intra, tau_inter, text_lr
+        self.tau_intra, self.tau_inter = tau_intra, tau_inter
         width = {m: spec.seq_dims.get(m, d) for m, d in spec.dims.items()}
-        self.text = TextEncoder(width[TEXT], dim, heads, text_layers, dropout) if TEXT in spec.dims else None
+        self.tokens = TEXT in spec.dims and text_encoder == "minilm"
+        if self.tokens:
+            self.needs = frozenset({"vectors", "sequences?", "tokens"})
+            self.tokenizer, self.max_tokens = PACKAGED_TOKENIZER, max_tokens
+            self.text = MiniLMTextEncoder(dim)
+            self.text_lr = LM_LR if text_lr is None else text_lr
+        else:
+            self.text = TextEncoder(width[TEXT], dim, heads, text_layers, dropout) if TEXT in spec.dims else None
+            self.text_lr = text_lr
         self.frame_in = nn.ModuleDict({m: nn.Linear(width[m], dim) for m in self.modalities if m != TEXT})
         self.perceivers = nn.ModuleDict({
             m: PerceiverResampler(dim, tokens, perceiver_layers, heads, dropout, max_frames=max_frames,
@@ -128,10 +173,14 @@ class SemanticMAC(AffectModel):
         """``H_m`` (B, L_m, d) and masks: text steps through the text branch, frames through a perceiver."""
         hs, masks = [], []
         for i, m in enumerate(self.modalities):
-            seq, mask = as_sequence(batch, m)
-            if m == TEXT:
+            if m == TEXT and self.tokens:
+                mask = batch["t_tokens_mask"]
+                h = self.text(batch["t_tokens"], mask)
+            elif m == TEXT:
+                seq, mask = as_sequence(batch, m)
                 h = self.text(seq, mask)
             else:
+                seq, mask = as_sequence(batch, m)
                 h = self.perceivers[m](self.frame_in[m](seq), mask)
                 mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
             if self.modality_embedding is not None:
@@ -194,8 +243,11 @@ class SemanticMAC(AffectModel):
         return info_nce_pairs(pos / self.tau_intra, neg / self.tau_intra)
 
     def param_groups(self, cfg) -> list[dict]:
-        """The text branch gets ``text_lr`` when set (a fine-tuned language model wants a lower rate)."""
-        text = [p for p in self.text.parameters() if p.requires_grad] if self.text is not None else []
+        """The text branch gets ``text_lr`` when set (a fine-tuned language model wants a lower rate):
+        the whole local encoder, or MiniLM's pretrained weights (its new projection learns at the
+        common rate)."""
+        branch = self.text.encoder if self.tokens else self.text
+        text = [p for p in branch.parameters() if p.requires_grad] if branch is not None else []
         if self.text_lr is None or not text:
             return [{"params": [p for p in self.parameters() if p.requires_grad]}]
         ids = {id(p) for p in text}

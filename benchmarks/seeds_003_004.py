@@ -1,0 +1,210 @@
+"""Seed methods SemanticMAC (003) and MRE (004): full models, every ablation switch, the foundation
+baselines and a runtime table, all through ``mmaffect train`` (issue 18).
+
+Each variant is one ``mmaffect --threads 1 train --quiet --dataset D --model M --seeds N --set K=V ...
+--output WORK/<suite>/<variant>`` call, so the engine (standardisation, early stopping and selection
+on the validation split, test evaluated once) is the one every other model uses; ``train`` resumes a
+folder's finished seeds, so re-running this script continues where it stopped. After every variant
+the suite's JSON is rebuilt from every finished variant folder in WORK (two processes running
+different ``--variants`` of one suite can share WORK and the output file):
+
+    /work/coord/heavy python benchmarks/seeds_003_004.py --suite mosi [--variants a,b] [--work DIR]
+    python benchmarks/seeds_003_004.py --suite mosi --collect      # only rebuild the JSON
+    python benchmarks/seeds_003_004.py --table mosi|runtime|text|clips
+
+Suites (output ``benchmarks/results/seeds_003_004_<suite>.json``):
+
+* ``mosi``: mosi-bclstm, seeds 0-4; MRE and SemanticMAC full and with each switch off, TFN and LMF
+  (their own recipes, as in the README) as the foundation baselines;
+* ``runtime``: seconds per epoch and per run of the full models and baselines of ``mosi`` (read from
+  those runs, 1 thread inside the CPU queue) as ratios to MRE, plus MulT when it is registered;
+* ``text``: iemocap6-text and meld7-text, SemanticMAC and MRE beside text-mlp / text-finetune;
+* ``clips``: the 40 IEMOCAP clips (``cache:`` features), 5-fold CV grouped by dialogue, beside
+  late-fusion;
+* ``ravdess``: RAVDESS speech, audio only, actor-independent folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mmaffect.io import check_output_dir, check_output_file, write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = 5
+SENTIMENT = ("acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr")
+EMOTION = ("acc", "wacc", "f1_weighted", "f1_macro")
+# SemanticMAC's recipe is 20 epochs without early stop; here training stops after 5 epochs without a
+# better validation loss (the 3-seed card runs chose epochs 4, 4 and 15), to fit the CPU budget.
+SMAC_STOP = ("train.patience=5",)
+
+
+def _variant(model: str, *sets: str, what: str, group: str, dataset: str = "mosi-bclstm", seeds: int = SEEDS,
+             extra: tuple[str, ...] = ()) -> dict:
+    return {"model": model, "set": list(sets), "what": what, "group": group, "dataset": dataset, "seeds": seeds,
+            "extra": list(extra)}
+
+
+# name -> model, --set overrides, what is removed, table group. Order = run priority.
+MOSI = {
+    "tfn": _variant("tfn", what="TFN (recipe of the README)", group="foundation"),
+    "lmf": _variant("lmf", what="LMF (recipe of the README)", group="foundation"),
+    "mre": _variant("mre", what="full model", group="mre"),
+    "mre-no-relevance": _variant("mre", "model_args.relevance=false", what="no M1: uniform weights 1/M",
+                                 group="mre"),
+    "mre-no-rs": _variant("mre", "model_args.rs=false", what="no M2 heads and L_rs", group="mre"),
+    "mre-no-cnce": _variant("mre", "model_args.cnce=false", what="no class-level NCE", group="mre"),
+    "mre-task-only": _variant("mre", "model_args.rs=false", "model_args.cnce=false",
+                              what="no L_rs, no L_cnce (the paper's 'CE only' baseline)", group="mre"),
+    "mre-detach-relevance": _variant("mre", "model_args.detach_relevance=true",
+                                     what="no gradient from the (1 + H) weights into M1", group="mre"),
+    "semanticmac": _variant("semanticmac", *SMAC_STOP, what="full model", group="semanticmac"),
+    "smac-no-sclg": _variant("semanticmac", *SMAC_STOP, "model_args.sclg=false",
+                             what="SCLG pseudo labels replaced by ground truth y_m", group="semanticmac"),
+    "smac-no-multitask": _variant("semanticmac", *SMAC_STOP, "model_args.multitask=false",
+                                  what="no auxiliary heads (only L_m; SCLG moot)", group="semanticmac"),
+    "smac-no-sccl": _variant("semanticmac", *SMAC_STOP, "model_args.sccl=false", what="SCCL w/o both terms",
+                             group="semanticmac"),
+    "smac-no-intra": _variant("semanticmac", *SMAC_STOP, "model_args.intra=false", what="SCCL w/o L_intra",
+                              group="semanticmac"),
+    "smac-no-inter": _variant("semanticmac", *SMAC_STOP, "model_args.inter=false", what="SCCL w/o L_inter",
+                              group="semanticmac"),
+    "smac-no-momentum": _variant("semanticmac", *SMAC_STOP, "model_args.momentum=none",
+                                 what="SCLG w/o momentum updating", group="semanticmac"),
+    "smac-no-gate": _variant("semanticmac", *SMAC_STOP, "model_args.gate=none", what="SGFI w/o gated ReLU",
+                             group="semanticmac"),
+    "smac-no-bridge": _variant("semanticmac", *SMAC_STOP, "model_args.bridge=false",
+                               what="SGFI w/o bridge tokens", group="semanticmac"),
+    "smac-no-multi-query": _variant("semanticmac", *SMAC_STOP, "model_args.multi_query=false",
+                                    what="SGFI w/o multi-query attention", group="semanticmac"),
+    "smac-no-modality-embedding": _variant("semanticmac", *SMAC_STOP, "model_args.modality_embedding=false",
+                                           what="SGFI w/o modality embedding", group="semanticmac"),
+    "smac-no-frame-embedding": _variant("semanticmac", *SMAC_STOP, "model_args.frame_embedding=false",
+                                        what="Perceiver w/o frame embedding", group="semanticmac"),
+    "smac-no-perceiver-norm": _variant("semanticmac", *SMAC_STOP, "model_args.perceiver_norm=false",
+                                       what="Perceiver w/o layer norm", group="semanticmac"),
+    "smac-no-perceiver-residual": _variant("semanticmac", *SMAC_STOP, "model_args.perceiver_residual=false",
+                                           what="Perceiver w/o residual", group="semanticmac"),
+}
+# Text: SemanticMAC's text branch is the packaged MiniLM fine-tuned on token ids (2 epochs: one epoch
+# of linear warm-up, then the constant rate; MiniLM at 4e-5, the rest at 5e-4; 1 seed for CPU time);
+# MRE reads the frozen MiniLM sentence vector (``text_sequence=false``; text-only data make its bag one
+# modality). Both select the epoch on validation loss like text-mlp and text-finetune.
+SMAC_TEXT = ("model_args.text_encoder=minilm", "train.epochs=2", "train.eval_batch_size=256")
+TEXT = {f"{dataset}_{name}": _variant(model, *sets, what=what, group=model, dataset=dataset, seeds=seeds)
+        for dataset in ("iemocap6-text", "meld7-text")
+        for name, model, sets, what, seeds in (
+            ("mre", "mre", ("model_args.text_sequence=false",), "frozen MiniLM sentence vector", SEEDS),
+            ("semanticmac-minilm", "semanticmac", SMAC_TEXT, "MiniLM fine-tuned in the text branch, 2 epochs", 1))}
+# The 40 IEMOCAP clips: README's late-fusion command beside the two methods, same folds and seeds.
+CLIPS_CV = ("--cv", "5", "--group-by", "dialogue_id")
+CLIPS = {name: _variant(model, what=what, group=model, dataset="cache:/work/cache/clips", seeds=3, extra=CLIPS_CV)
+         for name, model, what in (("late-fusion", "late-fusion", "README 'From raw video' command"),
+                                   ("mre", "mre", "audio/video time means, text vector"),
+                                   ("semanticmac", "semanticmac", "perceivers over the audio and face sequences"))}
+SUITES = {"mosi": {"metrics": SENTIMENT, "variants": MOSI},
+          "text": {"metrics": EMOTION, "variants": TEXT},
+          "clips": {"metrics": EMOTION, "variants": CLIPS}}
+
+
+def mmaffect_command() -> str:
+    """The ``mmaffect`` executable of this interpreter's environment (the venv's), else the PATH's."""
+    beside = Path(sys.executable).with_name("mmaffect")
+    return str(beside) if beside.exists() else (shutil.which("mmaffect") or "mmaffect")
+
+
+def train_command(variant: dict, output: Path) -> list[str]:
+    command = [mmaffect_command(), "--threads", "1", "train", "--quiet", "--dataset", variant["dataset"],
+               "--model", variant["model"], "--seeds", str(variant["seeds"]), "--output", str(output)]
+    command += variant["extra"]
+    for item in variant["set"]:
+        command += ["--set", item]
+    return command
+
+
+def stats(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "per_run": [float(v) for v in values]}
+
+
+def summarise(rundir: Path, metrics: tuple[str, ...]) -> dict | None:
+    """Test/valid metrics (mean ± sample std over the finished runs), timings, epochs; None if no run
+    finished. Reads each run's ``result.json`` so a partly finished variant is reported as such."""
+    records = [json.loads(p.read_text()) for p in sorted(rundir.glob("*/result.json"))]
+    if not records:
+        return None
+    config = json.loads((rundir / "config.json").read_text())
+    planned = len(config["seeds"]) * (config["cv"]["folds"] if config.get("cv") else 1)
+    return {"test": {m: stats([r["test"][m] for r in records]) for m in metrics},
+            "valid": {m: float(np.mean([r["valid"][m] for r in records])) for m in metrics},
+            "runs": [rundir.name + "/" + p.parent.name for p in sorted(rundir.glob("*/result.json"))],
+            "seeds": sorted({r["seed"] for r in records}), "complete": len(records) == planned,
+            "seconds_per_epoch": stats([r["seconds_per_epoch"] for r in records]),
+            "seconds_per_run": stats([r["seconds"] for r in records]),
+            "epochs_run": [r["epochs_run"] for r in records], "best_epochs": [r["best_epoch"] for r in records],
+            "n_params": records[0]["n_params"], "model": config["model"], "model_args": config["model_args"],
+            "train": config["train"]}
+
+
+def collect(name: str, work: Path, output: Path) -> dict:
+    """Rebuild the suite's JSON from every finished variant folder under ``work/name``."""
+    suite = SUITES[name]
+    rows = {}
+    for variant, spec in suite["variants"].items():
+        row = summarise(work / name / variant, suite["metrics"]) if (work / name / variant).is_dir() else None
+        if row is not None:
+            rows[variant] = {"what": spec["what"], "group": spec["group"], "dataset": spec["dataset"],
+                             "set": spec["set"], "extra": spec["extra"], **row}
+    result = {"suite": name, "threads": 1,
+              "note": "test mean ± sample std over the finished runs; selection on validation only; every run "
+                      "inside the CPU queue (1 thread, 2 slots on a shared 2-core machine)",
+              "rows": rows}
+    write_json(output, result)
+    return result
+
+
+def run_suite(name: str, variants: list[str], work: Path, output: Path) -> None:
+    suite = SUITES[name]
+    for variant in variants:
+        rundir = work / name / variant
+        command = train_command(suite["variants"][variant], rundir)
+        print("$", " ".join(command), flush=True)
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0:
+            print(f"{variant}: mmaffect train exited {done.returncode}; continuing", flush=True)
+        row = collect(name, work, output)["rows"].get(variant)
+        if row is not None:
+            print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in row["test"].items()),
+                  f"{row['seconds_per_epoch']['mean']:.2f} s/epoch", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=sorted(SUITES), default="mosi")
+    parser.add_argument("--variants", default=None, help="comma-separated subset, in this order (default all)")
+    parser.add_argument("--work", default="/work/runs/h18_seeds", help="run folders (resumable)")
+    parser.add_argument("--output", default=None, help="default benchmarks/results/seeds_003_004_<suite>.json")
+    parser.add_argument("--collect", action="store_true", help="only rebuild the JSON from the run folders")
+    args = parser.parse_args()
+    output = Path(args.output or RESULTS / f"seeds_003_004_{args.suite}.json")
+    check_output_file(output)
+    work = check_output_dir(args.work)
+    if args.collect:
+        collect(args.suite, work, output)
+        return
+    variants = args.variants.split(",") if args.variants else list(SUITES[args.suite]["variants"])
+    unknown = [v for v in variants if v not in SUITES[args.suite]["variants"]]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(SUITES[args.suite]['variants'])}")
+    run_suite(args.suite, variants, work, output)
+
+
+if __name__ == "__main__":
+    main()
