@@ -52,6 +52,23 @@ OUTPUT = RESULTS / "seeds_000_002.json"
 SEEDS = [0, 1, 2]
 CLIPS_CV = {"folds": 5, "group_by": "dialogue_id"}
 SENTIMENT3 = ["negative", "neutral", "positive"]
+# The seed papers' own numbers (SEEDS_SPEC §1.6, §2.5, §3.6-3.7) and how their data differ from ours
+PUBLISHED = {
+    "clips_int2-m3ap": "INT2-M3AP acc 93.0 (vote), image alone 96.04: IEMOCAP 4 classes, random 8:1:1 utterance "
+                       "split of 5,531 utterances (speakers and dialogues in train and test), VGG features",
+    "clips_deepmsi-mer": "DeepMSI-MER acc 84.7, F1w 84.7: IEMOCAP 6 classes, 10-fold CV with the epoch chosen on "
+                         "the test fold, fine-tuned BERT-large / wav2vec 2.0 / Swin",
+    "clips_st3dh": "none on IEMOCAP (the paper reports MOSI only)",
+    "mosi_st3dh": "ST-3DH acc2 82.64, F1 82.55, acc7 37.76: MOSI with BERT and word-aligned sequences, split "
+                  "not named",
+    "mosi_int2-m3ap": "none on MOSI (the paper reports IEMOCAP only)",
+    "mosi3_int2-m3ap": "INT2-M3AP acc 85.0 (vote), hierarchical head 83.59: 3-class sentiment of IEMOCAP "
+                       "utterances, random 8:1:1 split (a different corpus)",
+    "iemocap6-text_deepmsi-mer": "DeepMSI-MER text only acc 59.83, F1w 59.65: 10-fold CV with test-fold "
+                                 "selection, fine-tuned BERT-large (ours: COSMIC split, frozen MiniLM)",
+    "meld7-text_deepmsi-mer": "DeepMSI-MER text only acc 65.25, F1w 64.08: 10-fold CV with test-fold "
+                              "selection, fine-tuned BERT-large (ours: official split, frozen MiniLM)",
+}
 
 
 @register_prefix("sentiment3", description="a sentiment dataset with 3 classes from its score: "
@@ -219,7 +236,7 @@ def main() -> None:
         # re-read just before writing: two jobs (one per queue slot) may fill the same file
         previous = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
         rows, floors = previous.get("rows", {}), previous.get("floors", {})
-        rows[name] = row
+        rows[name] = row | ({"published": PUBLISHED[name]} if name in PUBLISHED else {})
         if floor is not None:
             floors[group] = floor
         write_json(args.output, {"note": "mean ± sample std over seeds (x folds); test split or test folds; "

@@ -22,6 +22,7 @@ from mmaffect.models.blocks.bilinear import (
 from mmaffect.models.blocks.tcn import TCN
 from mmaffect.models.blocks.voting import majority_vote, mean_probability, vote_distribution
 from mmaffect.models.deepmsi import VisualCompression, cross_modal_supcon
+from mmaffect.models.int2m3ap import FaceCropCNN
 
 # ---------------------------------------------------------------- voting (INT2-M3AP decision fusion)
 
@@ -110,6 +111,24 @@ def test_int2m3ap_fusion_switches_and_bad_values():
     two = ModelSpec(dims={"t": 6, "v": 4}, seq_dims={"t": 6, "v": 4}, heads={"logits": 3})
     model = create_model("int2-m3ap", two)
     assert model.voters == ["v", "t", "vt"]  # with two modalities the hierarchical voter is their bimodal head
+
+
+def test_int2m3ap_face_crop_cnn_ignores_padding_and_empty_clips():
+    torch.manual_seed(0)
+    cnn = FaceCropCNN((3, 4)).eval()
+    frames = torch.rand(2, 5, 48, 48)
+    mask = torch.tensor([[True, True, True, False, False], [False] * 5])
+    out = cnn(frames, mask)
+    alone = cnn.net(frames[0, :3, None]).mean(0)  # the clip's three real frames, no padding
+    assert torch.allclose(out[0], alone, atol=1e-6) and torch.equal(out[1], torch.zeros(4))
+    frames[0, 3:] = 1.0  # what padding holds does not matter
+    assert torch.allclose(cnn(frames, mask)[0], alone, atol=1e-6)
+    spec, batch = _int2_batch()
+    model = create_model("int2-m3ap", spec, image="crops", image_channels=(3, 4)).eval()
+    batch = batch | {"v_frames": torch.rand(5, 2, 48, 48), "v_frames_mask": torch.ones(5, 2, dtype=torch.bool)}
+    assert model(batch)["logits_v"].shape == (5, 3)
+    with pytest.raises(ConfigError, match="image"):
+        create_model("int2-m3ap", spec, image="pixels")
 
 
 # ---------------------------------------------------------------- ST-3DH bilinear fusion
