@@ -213,4 +213,7 @@ def test_analyze_videos_without_speech(model_dir, tmp_path):
 def test_missing_default_model_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMAFFECT_CACHE", str(tmp_path))
     assert main(["analyze", str(tmp_path / "x.mp4")]) == 2
-    assert "train it with `mmaffect train-analysis-model`" in capsys.readouterr().err
+    assert "x.mp4: no such file" in capsys.readouterr().err
+    video = media_factory.face_video(tmp_path / "x.mp4", seconds=1.0)
+    assert main(["analyze", str(video)]) == 2
+    assert "no analysis model here; train it with `mmaffect train-analysis-model`" in capsys.readouterr().err

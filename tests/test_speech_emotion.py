@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,105 @@ def test_speaker_normalize_removes_each_speakers_offset():
         assert torch.allclose(out.sequence[rows][real].mean(0), torch.zeros(3), atol=1e-5)
         assert (out.sequence[rows][~real] == 0).all()  # padding stays zero
     assert torch.equal(out.vector[10], vec[10])  # a speaker with one item is left as is
+
+
+@pytest.fixture(scope="module")
+def voice_model(voice_cache, tmp_path_factory) -> Path:
+    """An audio-mlp trained (2 epochs) on the pooled Whisper frames of the 4 files: a voice-only model
+    whose recipe records the reader option ``audio_vector: whisper``."""
+    from mmaffect.training.config import ExperimentConfig, TrainConfig
+    from mmaffect.training.runs import RunPlan, load_experiment_data, run_one
+
+    config = ExperimentConfig(dataset=f"cache:{voice_cache}", dataset_args={"audio_vector": "whisper"},
+                              model="audio-mlp", modalities=["a"], search={}, train=TrainConfig(epochs=2))
+    data = load_experiment_data(config)
+    rows = np.arange(len(data))
+    folder = tmp_path_factory.mktemp("voice_model")
+    run_one(config, data, RunPlan(0, None, rows[:2], rows[2:3], rows[3:]), folder, progress=False)
+    return folder
+
+
+def test_predict_reads_a_cache_with_the_recipes_reader_options(voice_model, voice_cache, tmp_path):
+    """The model saw 770-wide whisper vectors; the cache's default audio vector is 230 wide. predict must
+    read the cache as the recipe says and give the training run's probabilities back."""
+    import pandas as pd
+
+    from mmaffect.cli import main
+
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(voice_model / "model.safetensors"), "--dataset",
+                 f"cache:{voice_cache}", "--output", str(out)]) == 0
+    predicted = pd.read_csv(out).set_index("id")
+    training = pd.read_csv(voice_model / "predictions.csv").set_index("id")
+    probs = [c for c in training.columns if c.startswith("prob_")]
+    assert probs and (predicted.loc[training.index, probs] - training[probs]).abs().max().max() < 1e-5
+
+
+def test_analyze_a_voice_recording_without_video_or_asr(voice_model, audio_files, tmp_path, capsys, monkeypatch):
+    """`analyze VOICE.wav --asr never` with a voice-only model: segments from voice activity, every
+    contribution the voice's, JSON and timeline; no recogniser is loaded; the default for a file without
+    a video stream is the voice model."""
+    from mmaffect.cli import main
+    from mmaffect.features import asr
+
+    monkeypatch.setattr(asr.SpeechRecognizer, "__init__", lambda *a, **k: pytest.fail("ASR loaded"))
+    out, plot = tmp_path / "voice.json", tmp_path / "voice.png"
+    wav = audio_files["wav"]
+    assert main(["analyze", str(wav), "--checkpoint", str(voice_model), "--asr", "never", "--json", str(out),
+                 "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert "audio only (no video stream)" in printed and "ASR off" in printed
+    assert result["video_stream"] is False and result["asr"] == "never" and result["modalities"] == ["a"]
+    assert result["extraction"]["reader"] == {"audio_vector": "whisper"}
+    assert result["segments"] and not result["failed"]
+    for seg in result["segments"]:
+        assert seg["label"] in {"happy", "sad"} and seg["text"] == "" and seg["face_rate"] is None
+        assert seg["warnings"] == []  # no transcript, no video: expected for a voice model, not warned about
+        assert seg["contributions"] == {"a": pytest.approx(1.0)}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # without --checkpoint an audio-only file goes to the voice model (and says how to train it)
+    monkeypatch.setenv("MMAFFECT_CACHE", str(tmp_path / "cache"))
+    assert main(["analyze", str(wav), "--asr", "never"]) == 2
+    assert "no voice analysis model here; train it with `mmaffect train-analysis-model --voice`" \
+        in capsys.readouterr().err
+    shutil.copytree(voice_model, tmp_path / "cache" / "models" / "analysis" / "voice")
+    assert main(["analyze", str(audio_files["flac"]), "--asr", "never"]) == 0
+    assert "models/analysis/voice" in capsys.readouterr().out
+
+
+def test_analyze_refuses_speaker_normalised_models():
+    from mmaffect.analysis import reader_options
+    from mmaffect.errors import DataError
+
+    assert reader_options({"audio_vector": "whisper", "speaker_norm": False, "fps": 2}, "m") == \
+        {"audio_vector": "whisper"}
+    with pytest.raises(DataError, match="m: trained with speaker_norm"):
+        reader_options({"audio_vector": "whisper", "speaker_norm": True}, "m")
+
+
+def test_silence_db_decides_which_quiet_files_are_silent(tmp_path):
+    """A recording whose loudest 25 ms frame is at -55 dBFS RMS: silent under the default --silence-db -50
+    (an audio-only file with nothing usable fails, with its reason in report.csv), kept with -60."""
+    import pandas as pd
+
+    from mmaffect.cli import main
+    from mmaffect.features.audio import is_silent
+
+    y = _voice()
+    win = 400  # 25 ms at 16 kHz, as is_silent measures
+    loudest = max(np.sqrt(np.mean(y[i:i + win].astype(np.float64) ** 2)) for i in range(0, len(y) - win, 200))
+    quiet = (y / loudest * 10 ** (-55 / 20)).astype(np.float32)
+    assert is_silent(quiet, -50.0) and not is_silent(quiet, -60.0)
+    sf.write(tmp_path / "quiet.wav", quiet, mf.SR, subtype="FLOAT")
+    sf.write(tmp_path / "loud.wav", y, mf.SR, subtype="FLOAT")
+    pd.DataFrame({"path": ["quiet.wav", "loud.wav"], "id": ["quiet", "loud"]}).to_csv(tmp_path / "m.csv", index=False)
+    for db, quiet_status in (("-50", "failed"), ("-60", "ok")):
+        out = tmp_path / f"cache{db}"
+        main(["extract", str(tmp_path / "m.csv"), "--output", str(out), "--asr", "never", "--silence-db", db,
+              "--quiet"])
+        report = pd.read_csv(out / "report.csv", keep_default_na=False).set_index("id")
+        assert report.loc["loud", "status"] == "ok"
+        assert report.loc["quiet", "status"] == quiet_status, (db, report.loc["quiet"].to_dict())
+        if quiet_status == "failed":
+            assert "silent" in report.loc["quiet", "reason"]

@@ -1,10 +1,17 @@
-"""``mmaffect analyze VIDEO``: utterance segments, per-segment emotion and per-modality contributions.
+"""``mmaffect analyze MEDIA``: utterance segments, per-segment emotion and per-modality contributions.
 
-Pipeline: decode the audio track once, find speech with silero VAD and transcribe it once with
-Whisper (word timestamps); cut the speech into utterance windows and give each window the words
-that fall in it; extract each window with the same extractors and the same settings the model was
-trained with (the checkpoint records them); predict with the model, or with the average of several
-(a training folder's fold models); attribute each prediction to the modalities.
+Pipeline: decode the audio track once, find speech with silero VAD and (unless ASR is off) transcribe
+it once with Whisper (word timestamps); cut the speech into utterance windows and give each window
+the words that fall in it; extract each window with the same extractors and the same settings the
+model was trained with, and read the features back with the reader options it was trained with
+(which audio representation, from its recipe); predict with the model, or with the average of
+several (a training folder's fold models); attribute each prediction to the modalities.
+
+Audio-only files (a voice recording: no video stream) work the same way; with a voice-only model
+(``mmaffect train-analysis-model --voice``) every contribution is the voice's. ASR (``asr``):
+``"auto"`` transcribes only when the model reads text, ``"always"`` also for a voice-only model (the
+words are shown and help place the windows), ``"never"`` not at all -- the text of an acted corpus
+carries no emotion, and the packaged English model writes nonsense on other languages.
 
 Contributions come from the model's own relevance weights when it has them (``late-fusion``
 outputs ``relevance``); otherwise from modality ablation: the drop in the predicted class's
@@ -14,6 +21,7 @@ standardisation), normalised to sum to one over the modalities.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmaffect.errors import DataError
+from mmaffect.data.dataset import AffectDataset
+from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference import LoadedModel
 from mmaffect.predictor import Predictor, load
 
 MAX_SEGMENT = 12.0  # seconds; longer speech runs are cut into equal parts
 MERGE_GAP = 0.5  # seconds of silence below which two speech runs are one utterance
 MIN_SEGMENT = 0.4
+ASR_MODES = ("auto", "always", "never")
 
 
 @dataclass
@@ -94,24 +104,30 @@ def _predict(models: list[LoadedModel], data) -> tuple[np.ndarray, np.ndarray, s
 
 
 class Analyzer:
-    """Loads the model(s), the speech recogniser and the extractors once; call it on videos.
+    """Loads the model(s), the speech recogniser and the extractors once; call it on media files.
 
     Segments are extracted with the checkpoint's feature recipe (:mod:`mmaffect.recipe`): the
-    extraction settings of the features it was trained on and the sequence step rate of its reader."""
+    extraction settings of the features it was trained on, the sequence step rate and the audio
+    reader options of its ``cache:`` reader."""
 
-    def __init__(self, checkpoint: str | Path, asr_model: str | None = None, threads: int = 1):
+    def __init__(self, checkpoint: str | Path, asr_model: str | None = None, threads: int = 1, asr: str = "auto"):
         from mmaffect.features.asr import SpeechRecognizer
 
+        if asr not in ASR_MODES:
+            raise ConfigError(f"asr must be one of {', '.join(ASR_MODES)}; got {asr!r}")
         self.checkpoint = Path(checkpoint)
         self.predictor: Predictor = load(checkpoint)
         if not self.predictor.classes:
             raise DataError(checkpoint, "analyze needs a classification model (it has no classes)")
         self.models = self.predictor.models
-        self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per video
+        self.reader = reader_options(self.predictor.recipe.dataset_args, checkpoint)
+        self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per file
         self.threads = threads  # the one --threads setting: Whisper and the face/audio extractors use it
-        self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model, threads=threads)
         self.classes = self.predictor.classes
         self.modalities = list(self.predictor.modalities)
+        self.asr = asr if asr != "auto" else ("always" if "t" in self.modalities else "never")
+        self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model, threads=threads) \
+            if self.asr == "always" else None
 
     def __call__(self, video: str | Path) -> dict:
         from mmaffect.features.audio import is_silent
@@ -123,11 +139,12 @@ class Analyzer:
             if _has_audio(video) else None
         duration = media.duration if media is not None else _duration(video)
         words = []
-        if media is not None and media.audio is not None and not is_silent(media.audio, sample_rate=media.sample_rate):
+        if self.recognizer is not None and media is not None and media.audio is not None \
+                and not is_silent(media.audio, sample_rate=media.sample_rate):
             words = self.recognizer(media.audio, media.sample_rate).words
         windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
         items = [(f"segment{i:03d}", video, w.text, w.start, w.end) for i, w in enumerate(windows)]
-        data, failed, records = self.predictor.media_features(items, {"asr": "never"}, threads=self.threads)
+        data, failed, records = segment_features(self.predictor, self.config, self.reader, items, self.threads)
         if data is None:
             raise DataError(video, f"no segment could be analysed ({next(iter(failed.values()))})")
         probs, contributions, source = _predict(self.models, data)
@@ -144,24 +161,78 @@ class Analyzer:
                 "contributions": {m: float(c) for m, c in zip(self.modalities, contributions[row], strict=True)},
                 "face_rate": flags.get("face_rate"),
                 "audio_nonfinite": flags.get("audio_nonfinite"),
-                "warnings": _warnings(record),
+                "warnings": _warnings(record, self.modalities),
             })
         recipe = self.predictor.recipe
         return {"video": str(video), "duration": float(duration), "checkpoint": str(self.checkpoint),
                 "n_models": len(self.models), "classes": self.classes, "modalities": self.modalities,
-                "contributions_from": source,
+                "contributions_from": source, "asr": self.asr, "video_stream": has_video_stream(video),
                 "extraction": {"fps": self.config.fps, "sample_rate": self.config.sample_rate,
-                               "step_fps": recipe.step_fps, "trained_on": recipe.dataset},
+                               "step_fps": recipe.step_fps, "trained_on": recipe.dataset, "reader": self.reader},
                 "segments": segments,
                 "failed": [{"id": i, "start": window_of[i].start, "end": window_of[i].end, "reason": r}
                            for i, r in failed.items()],
                 "seconds": time.perf_counter() - started}
 
 
-def _warnings(record: dict) -> list[str]:
-    """The extractor's warnings of a segment; non-finite audio samples always among them (their
-    audio features were computed on zeros in their place and are not trustworthy)."""
-    warnings = list(record.get("warnings") or [])
+def reader_options(dataset_args: dict, checkpoint: str | Path) -> dict:
+    """The ``cache:`` reader options a model was trained with that shape its audio input.
+
+    ``speaker_norm`` is refused: it standardises each speaker over all of their utterances, and one
+    file's few segments (one, for a short recording) are no estimate of a speaker's voice."""
+    if dataset_args.get("speaker_norm"):
+        raise DataError(checkpoint, "trained with speaker_norm (per-speaker statistics over many utterances); "
+                                    "analyze sees one file: use a model trained without it")
+    return {k: dataset_args[k] for k in ("audio_vector", "audio_sequence") if dataset_args.get(k)}
+
+
+def segment_features(predictor: Predictor, config, reader: dict, items: list[tuple], threads: int
+                     ) -> tuple[AffectDataset | None, dict[str, str], dict]:
+    """Extract ``(id, path, text, start, end)`` windows with ``config`` into a temporary cache and read
+    them back as the model's modalities, with the model's audio ``reader`` options.
+
+    Returns ``(data or None if nothing was extracted, {id: why it failed}, {id: cache record})``. Like
+    :meth:`mmaffect.predictor.Predictor.media_features`, which does not yet pass reader options (a
+    model trained on ``audio_vector: whisper`` would get the default audio vector there)."""
+    from mmaffect.extraction import ExtractItem, FeatureCache, cache_modalities, extract
+
+    recipe = predictor.recipe
+    if recipe.media and not recipe.extraction:
+        raise DataError(predictor.source, f"its audio/visual inputs come from {recipe.dataset}, not from "
+                                          "`mmaffect extract`: it cannot read media files")
+    extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
+    with tempfile.TemporaryDirectory(prefix="mmaffect-analyze-") as tmp:
+        folder = Path(tmp) / "cache"
+        report = extract(extract_items, folder, config, workers=1, threads=threads, progress=False)
+        failed = dict(report.failed)
+        ok = [i for i, *_ in items if i not in failed]
+        if not ok:
+            return None, failed, {}
+        with FeatureCache(folder) as cache:
+            records = cache.records()
+            modalities, media_recipe = cache_modalities(
+                cache, ok, predictor.sequences, fps=recipe.step_fps, audio_vector_parts=reader.get("audio_vector"),
+                audio_sequence=reader.get("audio_sequence", "steps"))
+    transcripts = [records[i].get("transcript") or "" for i in ok]
+    meta = {"features": media_recipe}
+    if "t" in predictor.modalities:
+        from mmaffect.data.text_features import text_modality
+
+        modalities["t"], text_recipe = text_modality(transcripts, predictor.sequences)
+        recipe.check_text_encoder(text_recipe.get("text_encoder"), items[0][1])
+        meta.update(text_recipe)
+    data = AffectDataset(name="media", ids=np.array(ok), modalities=modalities, meta=meta,
+                         text=np.array(transcripts, dtype=str))
+    return data, failed, records
+
+
+def _warnings(record: dict, modalities: list[str]) -> list[str]:
+    """The extractor's warnings of a segment that concern the model's inputs (an empty transcript or a
+    missing video track is no news for a voice-only model); non-finite audio samples always among
+    them (their audio features were computed on zeros in their place and are not trustworthy)."""
+    irrelevant = ([] if "t" in modalities else ["empty transcript"]) + ([] if "v" in modalities else
+                                                                       ["no video track", "no face"])
+    warnings = [w for w in record.get("warnings") or [] if not any(w.startswith(x) for x in irrelevant)]
     nonfinite = (record.get("flags") or {}).get("audio_nonfinite")
     if nonfinite and not any("NaN" in w or "non-finite" in w for w in warnings):
         warnings.append(f"audio has NaN/Inf samples ({100 * nonfinite:.3g} % of them, set to 0)")
@@ -178,6 +249,17 @@ def _has_audio(path: Path) -> bool:
         return False
 
 
+def has_video_stream(path: str | Path, unreadable: bool = False) -> bool:
+    """Whether ``path`` has a video stream; ``unreadable`` is the answer for a file FFmpeg cannot open."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video)
+    except (av.error.FFmpegError, OSError):
+        return unreadable
+
+
 def _duration(path: Path) -> float:
     from mmaffect.features.media import decode
 
@@ -187,7 +269,10 @@ def _duration(path: Path) -> float:
 def format_table(result: dict) -> str:
     mods = result["modalities"]
     lines = [f"{result['video']}: {result['duration']:.1f} s, {len(result['segments'])} segment(s); model "
-             f"{result['checkpoint']} ({result['n_models']} run(s)); contributions from {result['contributions_from']}",
+             f"{result['checkpoint']} ({result['n_models']} run(s)); "
+             f"contributions from {result['contributions_from']}; "
+             f"ASR {'on' if result.get('asr') == 'always' else 'off'}"
+             + ("" if result.get("video_stream", True) else "; audio only (no video stream)"),
              f"{'start':>7} {'end':>7}  {'label':<8}{'conf':>6}  " + " ".join(f"{m:>5}" for m in mods)
              + f"  {'face':>5}  text"]
     for s in result["segments"]:

@@ -1,4 +1,7 @@
-"""``mmaffect analyze VIDEO``: segments, emotion labels, confidences and modality contributions."""
+"""``mmaffect analyze MEDIA``: segments, emotion labels, confidences and modality contributions.
+
+A video is analysed by the default analysis model (text, audio, video); a file without a video
+stream (a voice recording) by the default voice model, unless ``--checkpoint`` names another."""
 
 from __future__ import annotations
 
@@ -11,14 +14,27 @@ from mmaffect.settings import cache_root
 
 def default_model() -> Path:
     """Where ``mmaffect train-analysis-model`` puts the default model (its fold models are averaged)."""
-    return cache_root() / "models" / "analysis" / "fusion"
+    from mmaffect.pretrained import trained_or_shipped  # else the copy shipped in the package
+
+    return trained_or_shipped(cache_root() / "models" / "analysis" / "fusion", "analysis")
+
+
+def default_voice_model() -> Path:
+    """Where ``mmaffect train-analysis-model --voice`` puts the voice-only model (seed models averaged)."""
+    from mmaffect.pretrained import trained_or_shipped  # else the copy shipped in the package
+
+    return trained_or_shipped(cache_root() / "models" / "analysis" / "voice", "voice-ravdess")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("analyze", help="analyse a video: per-utterance emotion with modality contributions")
-    p.add_argument("video")
+    p = subparsers.add_parser("analyze", help="analyse a video or a voice recording: per-utterance emotion "
+                                              "with modality contributions")
+    p.add_argument("video", metavar="MEDIA", help="video or audio-only file (wav, flac, mp3, m4a, ...)")
     p.add_argument("--checkpoint", help="model file or training folder (default: the model of "
-                                        "`mmaffect train-analysis-model`)")
+                                        "`mmaffect train-analysis-model`, or with --voice for audio-only files)")
+    p.add_argument("--asr", choices=["auto", "always", "never"], default="auto",
+                   help="speech recognition: auto = only if the model reads text (default); never = off "
+                        "(e.g. non-English speech; segments then come from voice activity alone)")
     p.add_argument("--json", help="write the result as JSON here")
     p.add_argument("--plot", help="write a timeline plot (PNG) here")
     p.add_argument("--asr-model", help="Whisper model name or folder (default: packaged tiny.en)")
@@ -26,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmaffect.analysis import Analyzer, format_table, plot_timeline
+    from mmaffect.analysis import Analyzer, format_table, has_video_stream, plot_timeline
     from mmaffect.io import check_output_file, write_json
 
     # refuse unusable output locations before the (long) analysis, not after it
@@ -34,14 +50,18 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json file")
     if args.plot:
         check_output_file(args.plot, "--plot file")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_model()
-    if not checkpoint.exists():
-        raise DataError(checkpoint, "no analysis model here; train it with `mmaffect train-analysis-model` "
-                                    "or pass --checkpoint")
     video = Path(args.video)
     if not video.is_file():
         raise DataError(video, "no such file" if not video.exists() else "not a file")
-    result = Analyzer(checkpoint, asr_model=args.asr_model, threads=getattr(args, "threads", None) or 1)(video)
+    # an unreadable file goes to the default model, whose analysis reports what is wrong with it
+    voice = not args.checkpoint and not has_video_stream(video, unreadable=True)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_voice_model() if voice else default_model()
+    if not checkpoint.exists():
+        command = "mmaffect train-analysis-model" + (" --voice" if voice else "")
+        raise DataError(checkpoint, f"no {'voice ' if voice else ''}analysis model here; train it with "
+                                    f"`{command}` or pass --checkpoint")
+    result = Analyzer(checkpoint, asr_model=args.asr_model, threads=getattr(args, "threads", None) or 1,
+                      asr=args.asr)(video)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)
