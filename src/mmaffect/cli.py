@@ -57,9 +57,12 @@ _HELP = {
                "Train the same model on each subset of modalities (text only, audio only, text+audio, ...) "
                "to see what each one adds. Every subset gets its own folder under --output; the table "
                "printed at the end is also saved as ablation.json."),
-    "benchmark": ("measure training speed (seconds per epoch)",
-                  "Measure how long one training epoch takes, for each batch size and thread count, "
-                  "with the real trainer; writes the timings as JSON."),
+    "benchmark": ("run a benchmark suite (SUITE.yaml) or measure training speed (train-speed)",
+                  "'benchmark SUITE.yaml --output DIR' trains the suite's grid of datasets x models x seeds "
+                  "(resumable: finished cells are skipped) and writes DIR/results.csv, DIR/report.md and one "
+                  "self-contained DIR/report.html with plots and the published numbers beside ours. "
+                  "'benchmark train-speed' measures how long one training epoch takes, for each batch size "
+                  "and thread count, with the real trainer, and writes the timings as JSON."),
     "evaluate": ("score a trained model on a dataset split",
                  "Score a trained model (a model.safetensors written by 'mmaffect train') on one split of a "
                  "dataset; optionally save the metrics as JSON and the per-row predictions as CSV."),
@@ -271,9 +274,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suite(args: argparse.Namespace) -> int:
+    from mmaffect.benchmark.suite import load_suite, run_suite, write_reports
+
+    suite = load_suite(args.suite)
+    check_output_dir(args.output)
+    paths = write_reports(suite, run_suite(suite, args.output), args.output)
+    print(Path(paths["md"]).read_text())
+    print(f"results: {paths['csv']}\nreport: {paths['html']}")
+    return 0
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from mmaffect.benchmark.train_speed import train_speed
 
+    if args.suite != "train-speed":
+        return _cmd_suite(args)
+    if not args.dataset or not args.model:
+        raise ConfigError("benchmark train-speed needs --dataset and --model")
     check_output_file(args.output)
     batch_sizes = _int_list("--batch-sizes", args.batch_sizes)
     thread_counts = _int_list("--thread-counts", args.thread_counts)
@@ -369,13 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         module().add_parser(sub)
 
     p = command("benchmark")
-    p.add_argument("suite", choices=["train-speed"], help="what to measure (train-speed: seconds per epoch)")
-    p.add_argument("--dataset", required=True, help="a built-in dataset or PREFIX:PATH")
-    p.add_argument("--model", required=True, help="model name (see 'mmaffect models')")
+    p.add_argument("suite", metavar="SUITE.yaml|train-speed",
+                   help="a suite file (see benchmarks/suites/) or train-speed (seconds per epoch)")
+    p.add_argument("--dataset", help="train-speed: a built-in dataset or PREFIX:PATH")
+    p.add_argument("--model", help="train-speed: model name (see 'mmaffect models')")
     p.add_argument("--batch-sizes", default="64,512", help="comma-separated batch sizes (default 64,512)")
     p.add_argument("--thread-counts", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per measurement (default 5)")
-    p.add_argument("--output", required=True, help="JSON file for the timings")
+    p.add_argument("--output", required=True, help="suite: the report folder; train-speed: JSON file for the timings")
     _reader_options(p)
 
     for p in sub.choices.values():  # --threads also after the command name, e.g. mmaffect train --threads 1
