@@ -61,6 +61,7 @@ def test_suite_writes_csv_markdown_and_html(finished):
     assert "## toy emotions — test split: the manifest's split column" in markdown
     assert "*published, same data and split:* bc-LSTM (T+A+V) (contextual) |  | 80.3 |" in markdown
     assert "| lf-dnn | ta |" in markdown
+    assert "| *floor:* test majority class (non-negative) |  | 62.1 | 47.6 |" in markdown  # README floor row
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 2 * 4 + 1  # spread, time, F1, confusions; ablation bars
     assert "src=\"http" not in page and "<script" not in page  # self-contained

@@ -60,6 +60,10 @@ def _rows(entries: list[dict]) -> tuple[list[str], list[list[str]]]:
                                                              if m not in res.get("empty_modalities", []))]
                     + [_pm(res["test"][m], m) if m in res["test"] else "–" for m in metrics]
                     + [f"{res['seconds_per_epoch']:.3f}", str(len(entry["runs"]))])
+    floor = majority_floor(entries)
+    if floor:
+        rows.append([f"*floor:* test majority class ({floor.pop('class')})", ""]
+                    + [_fmt(floor[m], m) if m in floor else "" for m in metrics] + ["", ""])
     published: dict[tuple[bool, str], dict[str, float]] = {}  # one row per published model
     for entry in entries:
         for ref in entry["results"].get("published", []):
@@ -70,6 +74,23 @@ def _rows(entries: list[dict]) -> tuple[list[str], list[list[str]]]:
         rows.append([f"*{where}:* {model}", ""] + [_fmt(values.get(m), m) if m in values else "" for m in metrics]
                     + ["", ""])
     return header, rows
+
+
+def majority_floor(entries: list[dict]) -> dict | None:
+    """What always predicting the test rows' most frequent class scores (for score tasks: the more
+    frequent sign, acc2_has0's classes), from the summed test confusion matrices."""
+    report = next((r for r in map(_mean_report, entries) if r is not None), None)
+    if report is None:
+        return None
+    names, _, confusion = report
+    counts = confusion.sum(1)
+    share = counts.max() / counts.sum()
+    f1_majority = 2 * share / (1 + share)  # precision = share, recall = 1
+    present = int((counts > 0).sum())
+    values = {"acc": 100 * share, "wacc": 100 / present, "f1_weighted": 100 * share * f1_majority,
+              "f1_macro": 100 * f1_majority / present, "acc2_has0": 100 * share,
+              "f1_has0": 100 * share * f1_majority}
+    return {"class": names[int(counts.argmax())], **values}
 
 
 def _title(entries: list[dict]) -> str:

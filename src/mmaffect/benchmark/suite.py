@@ -9,6 +9,7 @@ A suite file::
     datasets:
       - mosi-bclstm                          # a name, or a mapping:
       - {name: "cache:/work/cache/ravdess", label: "RAVDESS speech", args: {}}
+      - {name: "cache:/work/cache/clips", cv: {folds: 5, group_by: none}}   # no fixed split
     models: [tfn, lmf]
     seeds: [0, 1, 2]                         # or a count
     train: {epochs: 30, patience: 8}         # overrides for every cell
@@ -49,7 +50,8 @@ _SUITE_KEYS = {"name", "description", "datasets", "models", "seeds", "train", "m
 class DatasetEntry:
     name: str
     label: str
-    args: dict = field(default_factory=dict)
+    args: dict = field(default_factory=dict)  # reader options (dataset_args)
+    cv: dict | None = None  # cross-validation for datasets without a fixed split
 
 
 @dataclass
@@ -83,9 +85,10 @@ def _entry(path: Path, raw) -> DatasetEntry:
         return DatasetEntry(raw, raw)
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
         args = raw.get("args") or {}
-        if not isinstance(args, dict):
-            raise ConfigError(f"{path}: dataset {raw['name']!r}: args must be a mapping of reader options")
-        return DatasetEntry(raw["name"], str(raw.get("label", raw["name"])), args)
+        cv = raw.get("cv")
+        if not isinstance(args, dict) or not isinstance(cv or {}, dict):
+            raise ConfigError(f"{path}: dataset {raw['name']!r}: args and cv must be mappings")
+        return DatasetEntry(raw["name"], str(raw.get("label", raw["name"])), args, cv)
     raise ConfigError(f"{path}: each dataset is a name or a mapping with 'name' (got {raw!r})")
 
 
@@ -127,7 +130,7 @@ def suite_cells(suite: Suite) -> list[Cell]:
 
 
 def cell_config(suite: Suite, cell: Cell) -> ExperimentConfig:
-    overrides = {"dataset": cell.dataset.name, "model": cell.model, "seeds": suite.seeds,
+    overrides = {"dataset": cell.dataset.name, "model": cell.model, "seeds": suite.seeds, "cv": cell.dataset.cv,
                  "modalities": ",".join(cell.modalities) if cell.modalities else None}
     overrides |= {f"train.{k}": v for k, v in suite.train.items()}
     overrides |= {f"model_args.{k}": v for k, v in (suite.model_args.get(cell.model) or {}).items()}
