@@ -230,6 +230,8 @@ def run_search(space: dict[str, Dimension], base: ExperimentConfig, data: Affect
                                         trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(name="ray", storage_path=str(output.resolve()), verbose=0))
     grid = tuner.fit()
+    if len(grid) < trials or grid.num_terminated + grid.num_errors < len(grid):
+        raise KeyboardInterrupt  # Ctrl-C: Ray saved the experiment and returned early; a re-run restores it
     records = _trial_records(grid, metric, mode, space)
     atomic_write(output / "trials.jsonl",
                  lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
