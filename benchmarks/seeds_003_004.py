@@ -21,13 +21,14 @@ Suites (output ``benchmarks/results/seeds_003_004_<suite>.json``):
 * ``text``: iemocap6-text and meld7-text, SemanticMAC and MRE beside text-mlp / text-finetune;
 * ``clips``: the 40 IEMOCAP clips (``cache:`` features), 5-fold CV grouped by dialogue, beside
   late-fusion;
-* ``ravdess``: RAVDESS speech, audio only, actor-independent folds.
+* ``ravdess``: RAVDESS speech, audio only, the fixed actor split (train 1-16, valid 17-20, test 21-24).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,9 +42,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = 5
 SENTIMENT = ("acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr")
 EMOTION = ("acc", "wacc", "f1_weighted", "f1_macro")
-# SemanticMAC's recipe is 20 epochs without early stop; here training stops after 5 epochs without a
+# SemanticMAC's recipe is 20 epochs without early stop; here training stops after 4 epochs without a
 # better validation loss (the 3-seed card runs chose epochs 4, 4 and 15), to fit the CPU budget.
-SMAC_STOP = ("train.patience=5",)
+SMAC_STOP = ("train.patience=4",)
+# SemanticMAC costs ~40x MRE per epoch: its ablations run on seeds 0-2 only (the full model on 0-4).
+SMAC_ABLATION_SEEDS = 3
 
 
 def _variant(model: str, *sets: str, what: str, group: str, dataset: str = "mosi-bclstm", seeds: int = SEEDS,
@@ -105,13 +108,29 @@ TEXT = {f"{dataset}_{name}": _variant(model, *sets, what=what, group=model, data
             ("semanticmac-minilm", "semanticmac", SMAC_TEXT, "MiniLM fine-tuned in the text branch, 2 epochs", 1))}
 # The 40 IEMOCAP clips: README's late-fusion command beside the two methods, same folds and seeds.
 CLIPS_CV = ("--cv", "5", "--group-by", "dialogue_id")
-CLIPS = {name: _variant(model, what=what, group=model, dataset="cache:/work/cache/clips", seeds=3, extra=CLIPS_CV)
-         for name, model, what in (("late-fusion", "late-fusion", "README 'From raw video' command"),
-                                   ("mre", "mre", "audio/video time means, text vector"),
-                                   ("semanticmac", "semanticmac", "perceivers over the audio and face sequences"))}
+CLIPS = {name: _variant(model, *sets, what=what, group=model, dataset="cache:/work/cache/clips", seeds=3,
+                        extra=CLIPS_CV)
+         for name, model, sets, what in (
+             ("late-fusion", "late-fusion", (), "README 'From raw video' command"),
+             ("mre", "mre", (), "audio/video utterance vectors, text LSTM over the MiniLM token features"),
+             ("semanticmac", "semanticmac", SMAC_STOP, "perceivers over the audio and face sequences"))}
+# RAVDESS speech, audio only (eGeMAPS + descriptor functionals as the vector, descriptor frames as the
+# sequence), fixed actor split: SemanticMAC reduces to perceiver + SGFI on one modality (no shared
+# path, no intra-sample contrast); MRE needs two modalities to estimate relevance, so it is not run.
+RAVDESS_DATA = ("--modalities", "a", "--set", "dataset_args.audio_vector=functionals,egemaps")
+RAVDESS = {name: _variant(model, *sets, what=what, group=model, dataset="cache:/work/cache/ravdess", seeds=3,
+                          extra=RAVDESS_DATA)
+           for name, model, sets, what in (
+               ("semanticmac", "semanticmac", SMAC_STOP, "perceiver over the audio descriptor frames"),
+               ("audio-mlp", "audio-mlp", (), "MLP on the audio vector"),
+               ("linear", "linear", (), "floor: softmax regression, weight decay chosen on validation"))}
+for _name, _spec in MOSI.items():
+    if _name.startswith("smac-"):
+        _spec["seeds"] = SMAC_ABLATION_SEEDS
 SUITES = {"mosi": {"metrics": SENTIMENT, "variants": MOSI},
           "text": {"metrics": EMOTION, "variants": TEXT},
-          "clips": {"metrics": EMOTION, "variants": CLIPS}}
+          "clips": {"metrics": EMOTION, "variants": CLIPS},
+          "ravdess": {"metrics": EMOTION, "variants": RAVDESS}}
 
 
 def mmaffect_command() -> str:
@@ -185,9 +204,65 @@ def run_suite(name: str, variants: list[str], work: Path, output: Path) -> None:
                   f"{row['seconds_per_epoch']['mean']:.2f} s/epoch", flush=True)
 
 
+# (model, the batch size of its recipe); MulT only once it is registered
+RUNTIME_MODELS = (("mre", 64), ("semanticmac", 32), ("tfn", 512), ("lmf", 64), ("mult", 32))
+
+
+def registered_models() -> set[str]:
+    from mmaffect.models.registry import list_models
+
+    return {info.name for info in list_models()}
+
+
+def runtime(work: Path, output: Path) -> dict:
+    """Seconds per epoch of each model on mosi-bclstm (``mmaffect benchmark train-speed``: the real
+    trainer, 1 thread, median of epochs 2-3, the model's recipe batch size, one after the other in
+    one queue slot), and per run = that x the mean epochs its 5-seed ``mosi`` runs took (early
+    stopping on validation), both as ratios to MRE. The load average is recorded beside each
+    measurement because the machine's other jobs slow every number."""
+    mosi = json.loads((RESULTS / "seeds_003_004_mosi.json").read_text())["rows"]
+    known = registered_models()
+    rows = {}
+    for model, batch in RUNTIME_MODELS:
+        if model not in known:
+            continue
+        target = work / "runtime" / f"{model}.json"
+        if not target.exists():
+            load_before = os.getloadavg()[0]
+            command = [mmaffect_command(), "--threads", "1", "benchmark", "train-speed", "--dataset", "mosi-bclstm",
+                       "--model", model, "--batch-sizes", str(batch), "--thread-counts", "1", "--epochs", "3",
+                       "--output", str(target)]
+            print("$", " ".join(command), flush=True)
+            if subprocess.run(command, check=False).returncode != 0:
+                continue
+            measured = json.loads(target.read_text())
+            measured["load_average"] = [load_before, os.getloadavg()[0]]
+            write_json(target, measured)
+        measured = json.loads(target.read_text())
+        runs = mosi.get(model)
+        epochs = float(np.mean(runs["epochs_run"])) if runs else None
+        per_epoch = measured["rows"][0]["median_epoch_s"]
+        rows[model] = {"batch_size": batch, "n_params": measured["n_params"], "seconds_per_epoch": per_epoch,
+                       "load_average": measured.get("load_average"), "epochs_per_run": epochs,
+                       "seconds_per_run": per_epoch * epochs if epochs is not None else None,
+                       "runs_seconds_per_run": runs["seconds_per_run"]["mean"] if runs else None}
+    base = rows.get("mre")
+    for row in rows.values():
+        row["epoch_ratio_to_mre"] = row["seconds_per_epoch"] / base["seconds_per_epoch"] if base else None
+        row["run_ratio_to_mre"] = (row["seconds_per_run"] / base["seconds_per_run"]
+                                   if base and row["seconds_per_run"] is not None else None)
+    result = {"suite": "runtime", "dataset": "mosi-bclstm", "threads": 1,
+              "note": "s/epoch: mmaffect benchmark train-speed (median of epochs 2-3, incl. the validation pass "
+                      "and SemanticMAC's SCLG pass) inside the CPU queue, 1 thread, other jobs running; s/run = "
+                      "s/epoch x mean epochs of the seeds_003_004_mosi runs (early stopping on validation)",
+              "rows": rows}
+    write_json(output, result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=sorted(SUITES), default="mosi")
+    parser.add_argument("--suite", choices=sorted(SUITES) + ["runtime"], default="mosi")
     parser.add_argument("--variants", default=None, help="comma-separated subset, in this order (default all)")
     parser.add_argument("--work", default="/work/runs/h18_seeds", help="run folders (resumable)")
     parser.add_argument("--output", default=None, help="default benchmarks/results/seeds_003_004_<suite>.json")
@@ -196,6 +271,9 @@ def main() -> None:
     output = Path(args.output or RESULTS / f"seeds_003_004_{args.suite}.json")
     check_output_file(output)
     work = check_output_dir(args.work)
+    if args.suite == "runtime":
+        runtime(work, output)
+        return
     if args.collect:
         collect(args.suite, work, output)
         return
