@@ -124,3 +124,19 @@ def test_tune_searches_on_validation_only_and_resumes(local_ray, data_dir, tmp_p
     stamp = (tmp_path / "clean" / "trials.jsonl").stat().st_mtime_ns
     assert tune(tmp_path / "clean.csv", space, tmp_path / "clean") == clean
     assert (tmp_path / "clean" / "trials.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_bad_tune_runs_are_one_line_errors(data_dir, tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    manifest = meld_manifest(data_dir, tmp_path / "m.csv")
+    no_split = tmp_path / "nosplit.csv"
+    no_split.write_text(manifest.read_text().replace(",split\n", ",part\n", 1))
+    cases = [([str(space), "--dataset", f"manifest:{no_split}", "--trials", "2"], "has no train, valid, test split"),
+             ([str(space), "--dataset", f"manifest:{manifest}", "--trials", "0"], "--trials must be 1 or more"),
+             ([str(tmp_path / "none.yaml"), "--dataset", f"manifest:{manifest}", "--trials", "2"],
+              "cannot read the search space")]
+    for argv, message in cases:
+        assert main(["tune", *argv, "--model", "text-mlp", "--output", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
