@@ -318,3 +318,30 @@ def test_silence_db_decides_which_quiet_files_are_silent(tmp_path):
         assert report.loc["quiet", "status"] == quiet_status, (db, report.loc["quiet"].to_dict())
         if quiet_status == "failed":
             assert "silent" in report.loc["quiet", "reason"]
+
+
+def test_a_voice_model_becomes_the_audio_branch_of_late_fusion(voice_model):
+    """late-fusion-voice copies the audio-mlp's hidden layer and input standardisation into its audio
+    branch (frozen: not trained, dropout off in training mode; or fine-tuned), with a new class layer."""
+    from mmaffect.models.base import ModelSpec
+    from mmaffect.models.registry import create_model
+    from mmaffect.training.checkpoint import load_tensors, unprefixed
+
+    tensors, _ = load_tensors(voice_model / "model.safetensors")
+    voice, norm = unprefixed(tensors, "model/"), unprefixed(tensors, "norm/a/vector/")
+    spec = ModelSpec(dims={"t": 4, "a": 770}, seq_dims={}, heads={"logits": 5})
+    checkpoint = str(voice_model / "model.safetensors")
+    frozen = create_model("late-fusion-voice", spec, audio_init=checkpoint)
+    branch = frozen.branches["a"]
+    assert torch.equal(branch.body[1][0].weight, voice["body.1.0.weight"]) and torch.equal(branch.std, norm["std"])
+    assert not any(p.requires_grad for p in branch.body.parameters()) and branch.out.weight.requires_grad
+    assert branch.out.weight.shape == (5, 256)  # the fusion model's classes, not the voice model's
+    frozen.train()
+    assert frozen.training and not branch.body.training and frozen.branches["t"].training
+    batch = {"t": torch.randn(3, 4), "a": torch.randn(3, 770)}
+    assert frozen(batch)["logits"].shape == (3, 5)
+    tuned = create_model("late-fusion-voice", spec, audio_init=checkpoint, audio_frozen=False)
+    assert all(p.requires_grad for p in tuned.branches["a"].parameters())
+    with pytest.raises(ConfigError, match="does not match the audio branch"):
+        create_model("late-fusion-voice", ModelSpec(dims={"a": 230}, seq_dims={}, heads={"logits": 5}),
+                     audio_init=checkpoint)

@@ -3,6 +3,7 @@
 Train them on a cache extracted with ``--audio-encoders logmel,whisper`` and read with
 ``dataset_args: {audio_sequence: logmel}`` (or ``whisper``), so ``a_seq`` holds the frames themselves.
 The utterance-vector model is the existing ``audio-mlp`` (e.g. on ``audio_vector: whisper``).
+``late-fusion-voice`` moves a trained ``audio-mlp`` into the audio branch of the analysis model.
 
 * ``audio-cnn`` -- 1-D convolutions over time (the feature bands are the channels), each block
   halving the frame rate, then attention pooling (or a masked mean): learns its own local spectral
@@ -20,10 +21,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mmaffect.errors import ConfigError
 from mmaffect.models.base import AffectModel, Heads, ModelSpec, mlp
+from mmaffect.models.late_fusion import Branch, GatedLateFusion
 from mmaffect.models.registry import register_model
 
-__all__ = ["AudioCNN", "AttentiveStatsPooling", "AudioASP", "masked_softmax"]
+__all__ = ["AudioCNN", "AttentiveStatsPooling", "AudioASP", "VoiceLateFusion", "load_audio_branch", "masked_softmax"]
 
 # sequence batches are far larger than utterance vectors: keep evaluation batches moderate
 _SEQ_TRAIN = {"eval_batch_size": 256, "batch_size": 32, "patience": 15, "epochs": 60}
@@ -128,3 +131,60 @@ class AudioASP(AffectModel):
         mask = batch[f"{self.modality}_mask"]
         stats, w = self.pool(self.frame(x), mask)
         return {**self.heads(self.post(stats)), "attention": w}
+
+
+def load_audio_branch(path: str, branch: nn.Module, frozen: bool) -> None:
+    """Copy an ``audio-mlp`` checkpoint's hidden layers and its input standardisation into ``branch``
+    (a :class:`~mmaffect.models.late_fusion.Branch`); the class layer stays new, because the voice
+    model's classes (e.g. RAVDESS's 8) are not the fusion model's. ``frozen``: the copied layers and
+    the standardisation are not trained further (only the new class layer learns)."""
+    from mmaffect.training.checkpoint import load_tensors, unprefixed
+
+    tensors, meta = load_tensors(path)
+    if meta.get("model") != "audio-mlp":
+        raise ConfigError(f"{path}: audio_init needs an audio-mlp checkpoint, not {meta.get('model')!r}")
+    weights = unprefixed(tensors, "model/")
+    state = {k: v for k, v in weights.items() if k.startswith("body.")}
+    norm = unprefixed(tensors, "norm/a/vector/")
+    if norm:
+        state["mean"], state["std"] = norm["mean"], norm["std"]
+    expected = branch.state_dict()
+    wrong = [k for k, v in state.items() if k not in expected or expected[k].shape != v.shape]
+    wrong += sorted(k for k in expected if k.startswith("body.") and k not in state)
+    if wrong:
+        raise ConfigError(f"{path}: its audio-mlp does not match the audio branch (the audio vector and "
+                          f"audio_hidden must agree with the checkpoint's; {', '.join(wrong)})")
+    branch.load_state_dict(state, strict=False)
+    if frozen:
+        for p in branch.body.parameters():
+            p.requires_grad_(False)
+
+
+@register_model("late-fusion-voice", description="gated late fusion whose audio branch starts from a voice model "
+                                                 "(an audio-mlp, e.g. trained on RAVDESS)", heads=("logits",))
+class VoiceLateFusion(GatedLateFusion):
+    """``late-fusion`` with an MLP audio branch (``audio_hidden``, one layer, as ``audio-mlp``) whose
+    hidden layer and input standardisation come from ``audio_init``, frozen (``audio_frozen``) or
+    fine-tuned on the clips. Transfer: the 40 clips are too few to learn a voice representation; a
+    model trained on 960 acted utterances may already have one. Run with ``standardize`` not covering
+    ``a``: the branch standardises the audio vector as its voice model was trained."""
+
+    def __init__(self, spec: ModelSpec, *, hidden: int = 64, layers: int = 0, dropout: float = 0.3,
+                 gate_hidden: int = 16, text_hidden: int = 256, text_layers: int = 1,
+                 text_init: str | None = None, speaker_gate: bool = False, visual_names: list[str] | None = None,
+                 audio_init: str | None = None, audio_frozen: bool = True, audio_hidden: int = 256):
+        super().__init__(spec, hidden=hidden, layers=layers, dropout=dropout, gate_hidden=gate_hidden,
+                         text_hidden=text_hidden, text_layers=text_layers, text_init=text_init,
+                         speaker_gate=speaker_gate, visual_names=visual_names)
+        if "a" in self.branches:
+            self.branches["a"] = Branch(spec.dims["a"], spec.heads["logits"], audio_hidden, 1, dropout)
+            if audio_init:
+                load_audio_branch(audio_init, self.branches["a"], audio_frozen)
+        self.audio_frozen = audio_frozen and bool(audio_init) and "a" in self.branches
+
+    def train(self, mode: bool = True):
+        """A frozen audio branch also keeps its dropout off: it stays the voice model it was trained as."""
+        super().train(mode)
+        if self.audio_frozen:
+            self.branches["a"].body.eval()
+        return self
