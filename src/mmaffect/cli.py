@@ -145,6 +145,11 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        from mmaffect.commands.pretrained import print_table
+
+        print_table()
+        return 0
     from mmaffect.models.registry import list_models
 
     for info in list_models():
@@ -317,7 +322,7 @@ def _command(name: str):
 _COMMAND_MODULES = {"predict": _command("predict"), "extract": _command("extract"), "analyze": _command("analyze"),
                     "train-analysis-model": _command("analysis_model"), "serve": _command("serve"),
                     "export": _command("export"),
-                    "tune": _command("tune")}
+                    "tune": _command("tune"), "pretrained": _command("pretrained")}
 
 
 def _reader_options(p: argparse.ArgumentParser) -> None:
@@ -340,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("datasets")
     p = command("models")
     p.add_argument("-v", "--verbose", action="store_true", help="also list hyper-parameters and defaults")
+    p.add_argument("--pretrained", action="store_true", help="list the pretrained models (pretrained:NAME) instead")
 
     def experiment_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dataset", help="a built-in dataset or PREFIX:PATH, e.g. manifest:my.csv "

@@ -25,7 +25,6 @@ from mmaffect.recipe import FeatureRecipe
 from mmaffect.tasks import Task
 from mmaffect.training.checkpoint import load_tensors, unprefixed
 from mmaffect.training.config import TrainConfig
-from mmaffect.training.runs import model_spec
 from mmaffect.training.trainer import predict_outputs
 
 log = logging.getLogger(__name__)
@@ -53,9 +52,10 @@ class LoadedModel:
         """Select the checkpoint's modalities, check widths and apply its standardisation."""
         data = data.with_modalities(self.meta["modalities"])
         expected = ModelSpec.from_dict(self.meta["spec"])
-        got = model_spec(data, self.task)
-        if got.dims != expected.dims or any(got.seq_dims.get(m) != d for m, d in expected.seq_dims.items()):
-            raise DataError(source, f"feature widths {got.dims} do not match the checkpoint's {expected.dims}")
+        dims = {k: m.dim for k, m in data.modalities.items()}
+        seq_dims = {k: m.seq_dim for k, m in data.modalities.items() if m.seq_dim is not None}
+        if dims != expected.dims or any(seq_dims.get(m) != d for m, d in expected.seq_dims.items()):
+            raise DataError(source, f"feature widths {dims} do not match the checkpoint's {expected.dims}")
         if self.task.class_names and data.class_names is not None and \
                 list(data.class_names) != list(self.task.class_names):
             raise DataError(source, f"classes {data.class_names} differ from the checkpoint's "

@@ -517,9 +517,12 @@ def score_predictions(result: Predictions, positions: np.ndarray) -> tuple[dict[
 
 
 def load(checkpoint: str | Path) -> Predictor:
-    """A :class:`Predictor` for a checkpoint file, a run's folder, or a training output folder (its
-    models averaged)."""
-    return Predictor(load_models(checkpoint), checkpoint)
+    """A :class:`Predictor` for a checkpoint file, a run's folder, a training output folder (its
+    models averaged), a pretrained model (``pretrained:NAME``, a hub repository ``hf:OWNER/REPO``, or a
+    folder with a model card: its files are checked against the card's sha256 first)."""
+    from mmaffect.pretrained import resolve
+
+    return Predictor(load_models(resolve(checkpoint)), checkpoint)
 
 
 def evaluate(checkpoint: str | Path, dataset: str, split: str = "test", predictions: str | Path | None = None,

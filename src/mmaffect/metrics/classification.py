@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# sklearn is imported inside the functions (about 1 s): loading a model to predict never pays for it
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from .regression import _as_float_array, _as_vector, _check_same_length, _percent_equal
 
@@ -80,6 +80,8 @@ def classification_metrics(
     ``num_classes``, if given, only checks that labels are in ``[0, num_classes)`` and that the score
     matrix has that many columns.
     """
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     p = _pred_labels(pred, num_classes)
@@ -112,6 +114,8 @@ def classification_report(pred: ArrayLike, target: ArrayLike, class_names: list[
     ``target`` gets support 0 and recall 0. ``confusion[i][j]`` counts samples of true class ``i``
     predicted as ``j`` (rows = true, columns = predicted), as plain ints so the report is JSON-ready.
     """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     names = list(class_names)
     if not names:
         raise ValueError("class_names is empty")
@@ -148,6 +152,8 @@ def binary_metrics(prob_pos: ArrayLike, target: ArrayLike) -> dict[str, float]:
     benchmarks), ``f1_macro`` and ``auc`` (ROC-AUC, raw in [0, 1]; NaN if ``target`` holds only one
     class, where AUC is undefined). Accuracies and F1 in percent.
     """
+    from sklearn.metrics import f1_score, roc_auc_score
+
     prob = _as_probabilities(_as_vector(prob_pos, "prob_pos"), "prob_pos")
     t = _as_binary(_as_vector(target, "target"), "target")
     _check_same_length(prob, t, "prob_pos", "target")
@@ -172,6 +178,8 @@ def multilabel_metrics(
     of samples whose whole tag set is right, and ``f1_<tag>`` the binary F1 of each tag (named by
     ``tag_names`` or by column index). All in percent; a tag never true nor predicted has F1 0.
     """
+    from sklearn.metrics import f1_score
+
     pr = _as_probabilities(prob, "prob")
     t = _as_binary(target, "target")
     if pr.ndim != 2 or t.ndim != 2:

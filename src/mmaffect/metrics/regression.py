@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import f1_score
 
 __all__ = ["regression_metrics", "sentiment_metrics"]
 
@@ -59,6 +58,8 @@ def _percent_equal(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
     # zero_division=0 gives the same value as sklearn's default ("warn" -> 0) without the warning.
     return 100.0 * float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
 

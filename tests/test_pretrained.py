@@ -1,0 +1,145 @@
+"""Pretrained models: the shipped default analysis model loads and predicts with no training, every load
+checks the card's sha256 (a changed, missing or unlisted weight file is refused), a hub repository
+loads from a local folder in the hub cache layout (offline), and `mmaffect models --pretrained` lists
+the catalogue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+import mmaffect
+from mmaffect.cli import main
+from mmaffect.errors import ConfigError, DataError
+from mmaffect.pretrained import CARD_FILE, CATALOG, location, read_card, resolve, shipped_dir, verify
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    folder = shipped_dir() / "analysis"
+    if not (folder / CARD_FILE).is_file():
+        pytest.fail(f"the default analysis model is not in the package ({folder}); build it with "
+                    "`mmaffect pretrained build analysis`")
+    return folder
+
+
+@pytest.fixture
+def copy(shipped, tmp_path):
+    """A copy of the shipped model folder, free to damage."""
+    return shutil.copytree(shipped, tmp_path / "analysis")
+
+
+def test_shipped_default_is_verified_and_small(shipped):
+    card = verify(shipped)
+    assert card["name"] == "analysis" and card["members"] == len(card["files"]) >= 1
+    size = sum(f["bytes"] for f in card["files"].values())
+    assert size < 8 * 1024 * 1024, f"the shipped model is {size / 2**20:.1f} MB; keep package data small"
+    assert card["metrics"]["acc"]["std"] >= 0 and card["build_command"].startswith("mmaffect pretrained build")
+    assert (shipped / "README.md").read_text().startswith("# analysis")
+
+
+def test_shipped_default_loads_and_predicts_without_training(shipped, tmp_path):
+    """With an empty $MMAFFECT_CACHE (conftest), analyze's default model is the shipped one, and it predicts."""
+    pytest.importorskip("av", reason="the extract extra is not installed")
+    import media_factory
+    from mmaffect.commands.analyze import default_model
+
+    assert default_model() == location("analysis") == shipped
+    predictor = mmaffect.load("pretrained:analysis")
+    assert len(predictor.models) == read_card(shipped)["members"]
+    assert predictor.modalities == ["t", "a", "v"] and len(predictor.classes) == 8
+    clip = media_factory.face_video(tmp_path / "clip.mp4", seconds=2.0, fps=5, audio=media_factory.tone(2.0, 220.0))
+    record = predictor.predict(text="I am so happy to see you again", media=clip)
+    assert record["label"] in predictor.classes
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(record["relevance"]) == {"t", "a", "v"}
+
+
+def test_a_changed_weight_file_is_refused(copy):
+    member = copy / next(iter(read_card(copy)["files"]))
+    raw = bytearray(member.read_bytes())
+    raw[-10] ^= 0xFF  # one byte in the last weights
+    member.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="sha256 mismatch") as err:
+        mmaffect.load(copy)
+    assert str(member) in str(err.value) and "refusing to load" in str(err.value)
+
+
+def test_a_missing_or_unlisted_file_is_refused(copy):
+    files = list(read_card(copy)["files"])
+    extra = copy / "seed9_fold9" / "model.safetensors"
+    extra.parent.mkdir()
+    shutil.copy(copy / files[0], extra)
+    with pytest.raises(DataError, match="does not list"):
+        resolve(copy)
+    shutil.rmtree(extra.parent)
+    (copy / files[-1]).unlink()
+    with pytest.raises(DataError, match="missing"):
+        resolve(copy)
+
+
+def test_a_card_naming_a_file_outside_its_folder_is_refused(copy):
+    card = read_card(copy)
+    card["files"]["../elsewhere.safetensors"] = {"sha256": "0" * 64, "bytes": 1}
+    (copy / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(DataError, match="outside its folder"):
+        verify(copy)
+
+
+def _hub_cache(root, repo_id: str, source) -> str:
+    """``source`` stored as huggingface_hub stores a downloaded repository: content-addressed blobs,
+    a snapshot folder of relative symlinks named by the commit, and refs/main naming the commit."""
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / commit / path.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return commit
+
+
+def test_hub_repository_loads_offline_from_the_hub_cache(shipped, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    commit = _hub_cache(tmp_path / "hub", "someone/mmaffect-analysis", shipped)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    predictor = mmaffect.load("hf:someone/mmaffect-analysis")
+    assert len(predictor.models) == read_card(shipped)["members"]
+    folder = resolve("hf:someone/mmaffect-analysis")
+    assert folder.name == commit and folder.parent.name == "snapshots"
+    # a corrupted blob is caught through the snapshot's symlink
+    blob = max((tmp_path / "hub").rglob("blobs/*"), key=lambda p: p.stat().st_size)  # a weight file
+    blob.write_bytes(blob.read_bytes()[:-1])
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        mmaffect.load("hf:someone/mmaffect-analysis")
+    with pytest.raises(DataError, match="not in the local hub cache"):
+        mmaffect.load("hf:someone/not-downloaded")
+    with pytest.raises(ConfigError, match="OWNER/NAME"):
+        mmaffect.load("hf:no-owner")
+
+
+def test_models_pretrained_lists_the_catalogue(capsys, shipped):
+    assert main(["models", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    for name in CATALOG:
+        assert f"pretrained:{name}" in out
+    assert str(shipped) in out
+    assert "not built (mmaffect pretrained build text-meld7)" in out  # the test cache is empty
+
+
+def test_unknown_and_unbuilt_names_say_what_to_do():
+    with pytest.raises(ConfigError, match="unknown pretrained model 'nope'"):
+        mmaffect.load("pretrained:nope")
+    with pytest.raises(DataError, match="mmaffect pretrained build text-iemocap6"):
+        mmaffect.load("pretrained:text-iemocap6")
