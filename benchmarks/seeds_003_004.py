@@ -59,6 +59,7 @@ def _variant(model: str, *sets: str, what: str, group: str, dataset: str = "mosi
 MOSI = {
     "tfn": _variant("tfn", what="TFN (recipe of the README)", group="foundation"),
     "lmf": _variant("lmf", what="LMF (recipe of the README)", group="foundation"),
+    "mult": _variant("mult", what="MulT (zoo recipe), for the runtime table", group="runtime"),
     "mre": _variant("mre", what="full model", group="mre"),
     "mre-no-relevance": _variant("mre", "model_args.relevance=false", what="no M1: uniform weights 1/M",
                                  group="mre"),
