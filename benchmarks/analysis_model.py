@@ -8,7 +8,10 @@
    measured on the same folds and seeds;
 3. ``speaker_sync`` (visible mouth opening vs voice loudness) read from the clip cache: its mean on
    clips showing the speaker vs the listener (``speaker_visible`` in the manifest) and the ROC-AUC of
-   telling them apart.
+   telling them apart;
+4. the voice transfer, when ``OUT/voice`` holds a voice model (``--voice`` trains it first from
+   ``--ravdess-cache``): the fusion model with its audio branch from the RAVDESS ``audio-mlp``, frozen
+   and fine-tuned, on the same folds and seeds, and which variant validation chose as the default.
 
 Writes ``benchmarks/results/analysis_model.json``; ``benchmarks/report.py`` prints the tables.
 """
@@ -79,18 +82,37 @@ def speaker_gate(out: Path, seeds: list[int]) -> dict:
     return rows
 
 
+def voice_transfer_rows(summary: dict) -> dict | None:
+    """Test and validation acc / F1w of the voice-transfer variants (None when no voice model was there)."""
+    transfer = summary.get("voice_transfer")
+    if not transfer:
+        return None
+    return {name: {evaluation: {"test": _stats({"test": r["fusion"]}, "test"), "valid": _stats(r, "valid")}
+                   for evaluation, r in rows.items()}
+            for name, rows in transfer.items() if name != "voice_model"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="out/analysis", help="model folder (resumable)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--voice", action="store_true",
+                        help="first train the RAVDESS voice model into OUTPUT/voice (for the transfer step)")
+    parser.add_argument("--ravdess-cache", help="with --voice: a RAVDESS cache with Whisper-encoder frames")
     args = parser.parse_args()
     check_output_file(args.results)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(args.threads)
     out, seeds = Path(args.output), list(range(args.seeds))
     started, load = time.perf_counter(), os.getloadavg()
+    if args.voice:
+        code = mmaffect(["--threads", str(args.threads), "train-analysis-model", "--voice", "--output", str(out),
+                         "--seeds", str(args.seeds), "--quiet",
+                         *(["--ravdess-cache", args.ravdess_cache] if args.ravdess_cache else [])])
+        if code != 0:
+            raise SystemExit(code)
     code = mmaffect(["--threads", str(args.threads), "train-analysis-model", "--output", str(out),
                      "--seeds", str(args.seeds), "--quiet"])
     if code != 0:
@@ -105,6 +127,8 @@ def main() -> None:
         "speaker_sync": speaker_sync_stats(out / "clips", manifest),
         "speaker_gate": speaker_gate(out, seeds),
         "free_gate": free_gate(out, seeds),
+        "voice_transfer": voice_transfer_rows(summary),
+        "default": summary.get("default", "fusion"),
         "wall_seconds": time.perf_counter() - started,
         "load_average_at_start": list(load), "load_average_at_end": list(os.getloadavg()),
     }
@@ -118,6 +142,11 @@ def main() -> None:
             print(f"{name} {gate}: test acc {r['test']['acc']['mean']:.1f}, valid acc {r['valid']['acc']['mean']:.1f}, "
                   f"visual relevance {r['visual_relevance']['speaker_visible']:.3f} / "
                   f"{r['visual_relevance']['listener_visible']:.3f}")
+    for name, rows in (result["voice_transfer"] or {}).items():
+        for evaluation, r in rows.items():
+            print(f"{name} ({evaluation}): test acc {r['test']['acc']['mean']:.1f}, "
+                  f"valid acc {r['valid']['acc']['mean']:.1f}")
+    print(f"default (best validation acc, 5-fold by dialogue): {result['default']}")
     print(f"results: {args.results} ({result['wall_seconds']:.0f} s)")
 
 

@@ -217,3 +217,21 @@ def test_missing_default_model_is_a_clear_error(tmp_path, capsys, monkeypatch):
     video = media_factory.face_video(tmp_path / "x.mp4", seconds=1.0)
     assert main(["analyze", str(video)]) == 2
     assert "no analysis model here; train it with `mmaffect train-analysis-model`" in capsys.readouterr().err
+
+
+def test_the_default_model_is_the_variant_validation_chose(tmp_path, monkeypatch):
+    """`train-analysis-model` names the default in summary.json (the current fusion model unless a
+    voice-transfer variant had the better validation accuracy); analyze follows it, never outside."""
+    import json as _json
+
+    from mmaffect.commands.analyze import default_model
+
+    monkeypatch.setenv("MMAFFECT_CACHE", str(tmp_path))
+    root = tmp_path / "models" / "analysis"
+    for name in ("fusion", "fusion-voice-frozen"):
+        (root / name).mkdir(parents=True)
+    assert default_model() == root / "fusion"  # no summary yet
+    for chosen, expected in (("fusion-voice-frozen", "fusion-voice-frozen"), ("../../elsewhere", "fusion"),
+                             (["fusion"], "fusion")):
+        (root / "summary.json").write_text(_json.dumps({"default": chosen}))
+        assert default_model() == root / expected

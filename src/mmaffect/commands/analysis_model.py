@@ -23,6 +23,7 @@ with ``--audio-encoders whisper``; otherwise the 1440 files are extracted first 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,10 @@ import pandas as pd
 
 from mmaffect.errors import DataError
 from mmaffect.settings import cache_root, data_root
+from mmaffect.training.config import CVConfig
 
 CLIP_COLUMNS = {"path": "clip_file", "text": "transcript", "id": "utterance_id"}
+EVALUATIONS = {"fusion": CVConfig(5, "dialogue_id"), "fusion-by-speaker": CVConfig(2, "speaker")}
 RAVDESS_COLUMNS = {"path": "path", "id": "utterance_id", "text": "", "label": "emotion", "speaker": "actor",
                    "split": "split", "fold": "fold"}
 # the documented mlp-whisper recipe (docs/voice.md): test UA 62.1 +- 0.7 on the RAVDESS test actors
@@ -50,6 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="train the voice-only model (RAVDESS, Whisper encoder) used for audio-only input")
     p.add_argument("--ravdess-cache", metavar="DIR",
                    help="with --voice: a RAVDESS cache extracted with --audio-encoders whisper (default: extract)")
+    p.add_argument("--voice-model", metavar="FILE",
+                   help="audio-mlp checkpoint for the transfer step (default: the best seed of OUTPUT/voice "
+                        "on RAVDESS validation UA, when --voice was run); 'none' skips the step")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -95,12 +101,54 @@ def train_voice_model(out: Path, seeds: list[int], cache: Path | None, progress:
     return results
 
 
+def best_voice_model(out: Path) -> Path | None:
+    """The seed model of ``out/voice`` with the best RAVDESS validation UA (None if not trained)."""
+    runs = sorted((out / "voice").glob("seed*/result.json"))
+    if not runs:
+        return None
+    best = max(runs, key=lambda r: json.loads(r.read_text())["valid"]["wacc"])
+    return best.parent / "model.safetensors"
+
+
+def voice_transfer(out: Path, items: list, base: dict, voice_model: Path, progress: bool) -> dict:
+    """Step 4: the fusion model with its audio branch from ``voice_model`` (frozen / fine-tuned).
+
+    The clips are extracted once more with the voice model's Whisper encoder (``clips-whisper``); the
+    audio branch standardises with the voice model's RAVDESS statistics (so ``standardize`` is off;
+    text and visual inputs reach their branches raw as in the default model)."""
+    from mmaffect.extraction import ExtractConfig
+    from mmaffect.extraction.pipeline import extract
+    from mmaffect.training.config import ExperimentConfig
+    from mmaffect.training.runs import run_experiment
+
+    print(f"4/4 transfer: audio branch from {voice_model}; extracting the clips with the Whisper encoder",
+          flush=True)
+    cache = out / "clips-whisper"
+    report = extract(items, cache, ExtractConfig(audio_encoders=["whisper"], whisper_window="trim"), progress=progress)
+    print(f"    {report.summary()}", flush=True)
+    rows = {}
+    for frozen in (True, False):
+        name = f"fusion-voice-{'frozen' if frozen else 'finetuned'}"
+        for evaluation, cv in EVALUATIONS.items():
+            config = ExperimentConfig(
+                model="late-fusion-voice", modalities=["t", "a", "v"], cv=cv, dataset=f"cache:{cache}",
+                dataset_args={"audio_vector": "whisper"}, seeds=base["seeds"], standardize=[],
+                model_args={**base["model_args"], "audio_init": str(voice_model), "audio_frozen": frozen})
+            folder = out / (name if evaluation == "fusion" else f"{name}-by-speaker")
+            results = run_experiment(config, folder, progress=progress)
+            rows.setdefault(name, {})[evaluation] = {"cv": f"{cv.folds}-fold by {cv.group_by}",
+                                                     "fusion": results["test"], "valid": results["valid"]}
+            print(f"    {name}, {cv.folds}-fold by {cv.group_by}: {_summary(results)}; "
+                  f"valid acc {results['valid']['acc']['mean']:.1f}", flush=True)
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from mmaffect.commands.extract import items_from_manifest
     from mmaffect.extraction.pipeline import extract
     from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
     from mmaffect.io import check_output_dir, write_json
-    from mmaffect.training.config import CVConfig, ExperimentConfig
+    from mmaffect.training.config import ExperimentConfig
     from mmaffect.training.runs import run_experiment
 
     out = check_output_dir(Path(args.output) if args.output else cache_root() / "models" / "analysis")
@@ -131,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
                            "visual_names": list(VISUAL_VECTOR_NAMES)}}
     summary = {"text_branch_session1": text["test"]}
     manifest = pd.read_csv(manifest_path)
-    for name, cv in (("fusion", CVConfig(5, "dialogue_id")), ("fusion-by-speaker", CVConfig(2, "speaker"))):
-        print(f"3/3 late-fusion on the clips, {cv.folds}-fold CV by {cv.group_by}", flush=True)
+    for name, cv in EVALUATIONS.items():
+        print(f"3/4 late-fusion on the clips, {cv.folds}-fold CV by {cv.group_by}", flush=True)
         results = {}
         for subset in ("t", "tav"):
             config = ExperimentConfig(model="late-fusion", modalities=list(subset), cv=cv, **base)
@@ -143,8 +191,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"    mean visual relevance: speaker on screen {relevance['speaker_visible']:.3f}, "
               f"listener on screen {relevance['listener_visible']:.3f}", flush=True)
         summary[name] = {"cv": f"{cv.folds}-fold by {cv.group_by}", "text_only": results["t"]["test"],
-                         "fusion": results["tav"]["test"], "visual_relevance": relevance}
+                         "fusion": results["tav"]["test"], "valid": results["tav"]["valid"],
+                         "visual_relevance": relevance}
+    voice_model = best_voice_model(out) if args.voice_model is None else \
+        None if args.voice_model == "none" else Path(args.voice_model)
+    summary["default"] = "fusion"
+    if voice_model is None:
+        print("4/4 transfer skipped: no voice model (run `mmaffect train-analysis-model --voice` first)", flush=True)
+    else:
+        if not voice_model.is_file():
+            raise DataError(voice_model, "no such voice model (an audio-mlp model.safetensors)")
+        summary["voice_transfer"] = {"voice_model": str(voice_model),
+                                     **voice_transfer(out, items, base, voice_model, progress)}
+        # the default: the variant with the best validation accuracy, 5-fold by dialogue (never test)
+        valid = {"fusion": summary["fusion"]["valid"]["acc"]["mean"]}
+        valid |= {name: rows["fusion"]["valid"]["acc"]["mean"] for name, rows in summary["voice_transfer"].items()
+                  if name != "voice_model"}
+        summary["default"] = max(valid, key=lambda name: (valid[name], name == "fusion"))
+        print("    validation acc (5-fold by dialogue): " + ", ".join(f"{k} {v:.1f}" for k, v in valid.items()),
+              flush=True)
     write_json(out / "summary.json", summary)
-    print(f"default analysis model: {out / 'fusion'} ({len(seeds) * 5} fold models, averaged)")
+    print(f"default analysis model: {out / summary['default']} ({len(seeds) * 5} fold models, averaged)")
     print(f"summary: {out / 'summary.json'}")
     return 0 if np.isfinite(summary["fusion"]["fusion"]["acc"]["mean"]) else 1

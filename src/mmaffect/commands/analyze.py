@@ -6,6 +6,7 @@ stream (a voice recording) by the default voice model, unless ``--checkpoint`` n
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from mmaffect.errors import DataError
@@ -13,10 +14,19 @@ from mmaffect.settings import cache_root
 
 
 def default_model() -> Path:
-    """Where ``mmaffect train-analysis-model`` puts the default model (its fold models are averaged)."""
+    """Where ``mmaffect train-analysis-model`` puts the default model (its fold models are averaged): the
+    variant its ``summary.json`` names as chosen on validation (``fusion`` unless a voice-transfer
+    variant won)."""
     from mmaffect.pretrained import trained_or_shipped  # else the copy shipped in the package
 
-    return trained_or_shipped(cache_root() / "models" / "analysis" / "fusion", "analysis")
+    root = cache_root() / "models" / "analysis"
+    try:
+        name = json.loads((root / "summary.json").read_text()).get("default", "fusion")
+    except (OSError, ValueError, AttributeError):
+        name = "fusion"
+    if not (isinstance(name, str) and name.startswith("fusion") and "/" not in name):
+        name = "fusion"
+    return trained_or_shipped(root / name, "analysis")
 
 
 def default_voice_model() -> Path:
