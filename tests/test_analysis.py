@@ -214,6 +214,12 @@ def test_missing_default_model_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMAFFECT_CACHE", str(tmp_path))
     assert main(["analyze", str(tmp_path / "x.mp4")]) == 2
     assert "x.mp4: no such file" in capsys.readouterr().err
+    import mmaffect.pretrained
+
+    def nothing_shipped(name):
+        raise DataError(name, "not built or shipped")
+
+    monkeypatch.setattr(mmaffect.pretrained, "location", nothing_shipped)  # else the package's copy is used
     video = media_factory.face_video(tmp_path / "x.mp4", seconds=1.0)
     assert main(["analyze", str(video)]) == 2
     assert "no analysis model here; train it with `mmaffect train-analysis-model`" in capsys.readouterr().err

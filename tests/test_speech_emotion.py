@@ -274,6 +274,13 @@ def test_analyze_a_voice_recording_without_video_or_asr(voice_model, audio_files
         assert seg["contributions"] == {"a": pytest.approx(1.0)}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # without --checkpoint an audio-only file goes to the voice model (and says how to train it)
+    import mmaffect.pretrained
+    from mmaffect.errors import DataError
+
+    def nothing_shipped(name):
+        raise DataError(name, "not built or shipped")
+
+    monkeypatch.setattr(mmaffect.pretrained, "location", nothing_shipped)  # else the package's copy is used
     monkeypatch.setenv("MMAFFECT_CACHE", str(tmp_path / "cache"))
     assert main(["analyze", str(wav), "--asr", "never"]) == 2
     assert "no voice analysis model here; train it with `mmaffect train-analysis-model --voice`" \
