@@ -143,12 +143,25 @@ def analysis_model() -> str:
     a = load("analysis_model.json")
     s = a["summary"]
     text = s["text_branch_session1"]
+    transfer = a.get("voice_transfer") or {}  # the audio branch from the RAVDESS voice model
+    default = a.get("default", "fusion")
     rows = [["5-fold, grouped by dialogue", _acc_f1(s["fusion"]["text_only"]), _acc_f1(s["fusion"]["fusion"])],
             ["leave-one-speaker-out (2 folds)", _acc_f1(s["fusion-by-speaker"]["text_only"]),
              _acc_f1(s["fusion-by-speaker"]["fusion"])],
             [f"text branch on all {a['text_branch_session1_rows']} Session 1 utterances of these classes",
              f"acc {text['acc']['mean']:.1f}, F1w {text['f1_weighted']['mean']:.1f}", "–"]]
-    return markdown(["evaluation", "text branch alone", "text + audio + video (the default model)"], rows)
+    fused = " (the default model)" if not transfer else f" (valid acc {s['fusion']['valid']['acc']['mean']:.1f})"
+    header = ["evaluation", "text branch alone", "text + audio + video" + fused]
+    for name, evaluations in transfer.items():
+        for row, evaluation in zip(rows, ("fusion", "fusion-by-speaker", None), strict=True):
+            row.append(_acc_f1(evaluations[evaluation]["test"]) if evaluation else "–")
+        how = {"frozen": "frozen", "finetuned": "fine-tuned on the clips"}[name.rsplit("-", 1)[1]]
+        header.append(f"t + a + v, audio branch from the RAVDESS voice model, {how} "
+                      f"(valid acc {evaluations['fusion']['valid']['acc']['mean']:.1f})")
+    if transfer:
+        names = ["fusion", *transfer]
+        header[2 + names.index(default)] += ", the default"
+    return markdown(header, rows)
 
 
 def speaker_cue() -> str:
