@@ -27,6 +27,8 @@ with one thread per model, pinned to one core each when there are at least as ma
 (segfault, OOM kill) fails only the item it was on, as a retryable failure. Scripts calling
 ``extract(..., workers>=2)`` need an ``if __name__ == "__main__":`` guard (spawned workers re-import
 the main module).
+``ray=""`` (or a cluster address) runs the items as Ray tasks instead
+(:mod:`~mmaffect.extraction.ray_workers`); this process still commits every result.
 
 Skipping: an id whose record has the same source sha256, window (start/end) and given text is not
 extracted again; when only its ``meta`` changed, the record is rewritten without re-extraction. The
