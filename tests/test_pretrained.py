@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 import mmaffect
@@ -143,3 +144,33 @@ def test_unknown_and_unbuilt_names_say_what_to_do():
         mmaffect.load("pretrained:nope")
     with pytest.raises(DataError, match="mmaffect pretrained build text-iemocap6"):
         mmaffect.load("pretrained:text-iemocap6")
+
+
+def test_packaged_minilm_runs_without_transformers_and_matches_it():
+    """Start-up: the packaged MiniLM runs as a plain torch module (no transformers import, ~2 s less on a
+    cold `analyze`); same word pieces, same token states as transformers' BertModel within float error."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from mmaffect.features.minilm import load_packaged
+    from mmaffect.features.text import TextEncoder, model_source
+
+    texts = ["I am so happy to see you again!", "ok", "Naïve café, résumé: 😀 " * 3, "well " * 100]
+    folder = model_source(None)
+    tokenizer, model = load_packaged(folder)
+    theirs_tok, theirs = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
+    ours_in = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    theirs_in = theirs_tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert torch.equal(ours_in[key], theirs_in[key]), key
+    with torch.inference_mode():
+        ours_states = model(**ours_in).last_hidden_state
+        theirs_states = theirs.eval()(**theirs_in).last_hidden_state
+    mask = ours_in["attention_mask"].bool()
+    assert torch.allclose(ours_states[mask], theirs_states[mask], atol=1e-4)
+    encoder = TextEncoder()
+    vectors = encoder.encode(texts)
+    assert isinstance(encoder._model, type(model)) and encoder.dim == 384
+    pooled = torch.nn.functional.normalize((theirs_states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True), dim=-1)
+    for (vector, states), expected, n in zip(vectors, pooled, mask.sum(1), strict=True):
+        assert np.allclose(vector, expected.numpy(), atol=1e-5) and states.shape == (int(n), 384)

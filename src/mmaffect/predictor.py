@@ -27,20 +27,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
 from mmaffect.data.dataset import AffectDataset
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference import LoadedModel, average_outputs, load_models
-from mmaffect.predictions import prediction_table
 from mmaffect.recipe import FeatureRecipe
 from mmaffect.tasks import Task
 from mmaffect.training.config import TrainConfig
 from mmaffect.training.trainer import total_loss
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mmaffect.conversation import Conversation
     from mmaffect.data.manifest import Manifest, ManifestRow
 
@@ -439,6 +439,8 @@ class Predictor:
                 hot[i, [index[t] for t in value]] = 1.0
             usable["labels"] = table_targets["labels"] = hot
         row_numbers = [getattr(r, "row", None) for r in rows]
+        from mmaffect.predictions import prediction_table  # pandas: imported for tables, not to predict a file
+
         table = prediction_table(
             [r.id for r in rows], task, pred, good_index, targets=table_targets,
             split=[r.split or "" for r in rows] if any(r.split for r in rows) else None,

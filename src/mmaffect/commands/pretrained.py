@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         card = verify(folder)
         print(f"{folder}: {len(card['files'])} file(s) match their sha256")
         return 0
-    from mmaffect.pretrained.build import build
+    from mmaffect.commands.pretrained_build import build
 
     folder, card = build(args.name, args)
     print(f"pretrained:{args.name}: {folder} ({card['members']} member(s), {card['weights_dtype']}); "

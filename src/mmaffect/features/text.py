@@ -90,9 +90,11 @@ class TextEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        if self._source != self.model_name:  # packaged weights: never let transformers reach a hub
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if self._source != self.model_name:  # the packaged MiniLM: plain torch, no transformers import (~2 s)
+            from mmaffect.features.minilm import load_packaged
+
+            self._tokenizer, self._model = load_packaged(self._source)
+            return
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
