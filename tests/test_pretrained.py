@@ -142,8 +142,8 @@ def test_models_pretrained_lists_the_catalogue(capsys, shipped):
 def test_unknown_and_unbuilt_names_say_what_to_do():
     with pytest.raises(ConfigError, match="unknown pretrained model 'nope'"):
         mmaffect.load("pretrained:nope")
-    with pytest.raises(DataError, match="mmaffect pretrained build text-iemocap6"):
-        mmaffect.load("pretrained:text-iemocap6")
+    with pytest.raises(DataError, match="mmaffect pretrained build sentiment-mosi"):
+        mmaffect.load("pretrained:sentiment-mosi")
 
 
 def test_packaged_minilm_runs_without_transformers_and_matches_it():

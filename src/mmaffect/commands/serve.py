@@ -20,8 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                        "only; any other address needs --token)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="analysis model for recordings (default: the model of "
-                                   "`mmaffect train-analysis-model`, when it exists)")
-    p.add_argument("--text-model", help="text model (checkpoint or run folder) for pasted transcripts")
+                                   "`mmaffect train-analysis-model` when it exists, else the shipped one)")
+    p.add_argument("--text-model", help="text model (checkpoint or run folder) for pasted transcripts (default: "
+                                        "the shipped pretrained:text-iemocap6)")
     p.add_argument("--token", help="required as 'Authorization: Bearer TOKEN' (default: $MMAFFECT_SERVE_TOKEN); "
                                    "open the page as http://HOST:PORT/#token=TOKEN")
     p.add_argument("--workers", type=int, default=1, help="analyses run at the same time (default 1; each loads "
@@ -63,8 +64,16 @@ def run(args: argparse.Namespace) -> int:
     model = _path(args.model, "--model")
     if model is None and default_model().exists():
         model = default_model()
+    text_model = _path(args.text_model, "--text-model")
+    if text_model is None:
+        from mmaffect.pretrained import location
+
+        try:
+            text_model = location("text-iemocap6")
+        except DataError:  # not shipped in this installation: transcripts are refused with a message
+            text_model = None
     storage = check_output_dir(args.storage, "--storage folder") if args.storage else None
-    settings = ServeSettings(model=model, text_model=_path(args.text_model, "--text-model"), storage=storage,
+    settings = ServeSettings(model=model, text_model=text_model, storage=storage,
                              max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                              max_text_chars=args.max_text_chars, retention_seconds=args.retention,
                              workers=args.workers, queue_size=args.queue, token=token, asr_model=args.asr_model)

@@ -52,7 +52,7 @@ CATALOG: dict[str, Entry] = {e.name: e for e in (
           "the pooled Whisper tiny.en encoder frames; the model of `mmaffect analyze` for audio without video",
           "an audio file (or a video's sound)", shipped=True),
     Entry("text-iemocap6", "emotion of an utterance's text (IEMOCAP 6 classes, COSMIC split): text-mlp on "
-          "all-MiniLM-L6-v2 sentence vectors", "text"),
+          "all-MiniLM-L6-v2 sentence vectors; the transcript model of `mmaffect serve`", "text", shipped=True),
     Entry("text-meld7", "emotion of an utterance's text (MELD 7 classes, official split): text-mlp on "
           "all-MiniLM-L6-v2 sentence vectors", "text"),
     Entry("sentiment-mosi", "sentiment score in [-3, 3] (CMU-MOSI): ef-mlp on the bc-LSTM utterance features",
