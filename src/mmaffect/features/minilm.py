@@ -118,6 +118,8 @@ def load_packaged(folder: str | Path) -> tuple[Tokenizer, MiniLM]:
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu" \
             or config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"{folder}: not a plain BERT encoder; load it with transformers")
-    model = MiniLM(config)
-    model.load_state_dict(_state_dict(load_file(str(folder / "model.safetensors")), config["num_hidden_layers"]))
+    with torch.device("meta"):  # no random initialisation, no second copy of the 90 MB of weights
+        model = MiniLM(config)
+    state = _state_dict(load_file(str(folder / "model.safetensors")), config["num_hidden_layers"])
+    model.load_state_dict(state, assign=True)
     return Tokenizer(folder / "tokenizer.json"), model.eval()
