@@ -264,6 +264,7 @@ def pack(name: str, built: Built, output: Path, half: bool, command: str) -> dic
             "packages": _versions(), "build_command": command,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **built.card}
     card.setdefault("notes", [])
+    card.setdefault("extractors", {"text": (results.get("features") or {}).get("text_encoder")})
     if not any(r.get("comparable") for r in card["published"]):
         card["notes"].append("No published number on this exact data and split.")
     if half:
