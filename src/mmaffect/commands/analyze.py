@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # an unreadable file goes to the default model, whose analysis reports what is wrong with it
     voice = not args.checkpoint and not has_video_stream(video, unreadable=True)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_voice_model() if voice else default_model()
-    if not checkpoint.exists():
+    if not checkpoint.exists() and not str(checkpoint).startswith(("pretrained:", "hf:")):  # names: load checks
         command = "mmaffect train-analysis-model" + (" --voice" if voice else "")
         raise DataError(checkpoint, f"no {'voice ' if voice else ''}analysis model here; train it with "
                                     f"`{command}` or pass --checkpoint")
