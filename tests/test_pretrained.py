@@ -203,3 +203,11 @@ def test_pack_writes_a_card_that_loads(tmp_path):
     assert "a test pack" in (tmp_path / "packed" / "README.md").read_text()
     record = mmaffect.load(tmp_path / "packed").predict(text="I feel glad about it")
     assert record["label"] in ("hap", "sad")
+
+
+def test_serve_takes_pretrained_names(shipped):
+    from mmaffect.commands.serve import _path
+
+    assert _path("pretrained:analysis", "--model") == shipped
+    with pytest.raises(ConfigError, match="unknown pretrained model"):
+        _path("pretrained:nope", "--text-model")

@@ -41,6 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _path(value: str | None, option: str) -> Path | None:
     if value is None:
         return None
+    if value.startswith(("pretrained:", "hf:")):
+        from mmaffect.pretrained import resolve
+
+        return resolve(value)  # the model's folder, its files checked against its card
     path = Path(value)
     if not path.exists():
         raise DataError(path, f"{option}: no such file or folder")
