@@ -17,6 +17,7 @@ Which command writes which file:
 * ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm):
   ``context_D.json``;
 * ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
+* ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
 * ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
   ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
@@ -255,10 +256,32 @@ def small_data() -> str:
     return markdown(["data", "model", "acc", "UA", "runs (seeds x folds)"], rows)
 
 
+def vs_mmsa() -> str:
+    """MMSA 2.2.1's own trainers beside ours on the same exported data, seeds and selection rule
+    (``bash benchmarks/vs_mmsa/run.sh``); time = train wall seconds per run, MMSA / ours."""
+    result = load("vs_mmsa.json")
+    rows = []
+    for row in result["rows"]:
+        theirs, ours = row["mmsa"], row["ours"]
+        loads = [v for pair in theirs["loadavg_1min"] + ours["loadavg_1min"] for v in pair]
+        name = row["model"] + (" (MMSA: BERT-free)" if theirs.get("variant", "").startswith("BERT-free") else "")
+        rows.append([name, cell(theirs, "acc2_has0"), cell(ours, "acc2_has0"), cell(theirs, "mae"), cell(ours, "mae"),
+                     f"{theirs['train_seconds']['mean']:.1f}", f"{ours['train_seconds']['mean']:.1f}",
+                     f"{row['time_ratio_mmsa_over_ours']:.1f}x", f"{row['epoch_time_ratio_mmsa_over_ours']:.1f}x",
+                     f"{min(loads):.1f}-{max(loads):.1f}",
+                     ("met" if row["accuracy_target_met"] else "**missed**") + " / "
+                     + ("met" if row["speed_target_met"] else "**missed**")])
+    return markdown(["model", "MMSA acc2_has0", "ours acc2_has0", "MMSA mae", "ours mae", "MMSA s/run", "ours s/run",
+                     "MMSA / ours time", "MMSA / ours s/epoch", "load avg", "targets (accuracy / 3x speed)"], rows)
+
+
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
           "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context,
           "context-models": context_models, "small-data": small_data}
+
+if (RESULTS / "vs_mmsa.json").exists():  # issue 22: bash benchmarks/vs_mmsa/run.sh
+    TABLES["vs-mmsa"] = vs_mmsa
 
 
 def tables() -> dict[str, str]:
