@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from mmaffect.data import load_dataset
+from mmaffect.data.encoded import encoder_checkpoint
 from mmaffect.io import check_output_dir, check_output_file, write_json
 from mmaffect.metrics.classification import classification_metrics, classification_report
+from mmaffect.published import references
 from mmaffect.training.config import ExperimentConfig, TrainConfig
 from mmaffect.training.runs import run_experiment
 
@@ -85,6 +87,12 @@ def summarise_runs(rundir: Path, metrics: tuple[str, ...], expected: int | None 
     if not records:
         return None
     config = json.loads(next(rundir.rglob("config.json")).read_text())
+    return summarise_records(records, config, metrics, expected)
+
+
+def summarise_records(records: list[dict], config: dict, metrics: tuple[str, ...], expected: int | None = None
+                      ) -> dict:
+    """The row of :func:`summarise_runs` from run records (``result.json``) and their experiment config."""
 
     def stats(values: list[float]) -> dict:
         return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
@@ -167,7 +175,7 @@ def encoder_record(dataset: str, checkpoint: str) -> dict:
     """Encode ``dataset``'s texts with one fine-tuned encoder (cached: a second call reads the vectors
     back) and describe it: path, SHA-256, what it was trained on, its own training time, and the
     seconds this process spent encoding (only when it did encode)."""
-    from mmaffect.data.encoded import encoder_checkpoint, file_sha256, store_path, with_encoded_text
+    from mmaffect.data.encoded import file_sha256, store_path, with_encoded_text
 
     data = load_dataset(dataset)
     path = encoder_checkpoint(checkpoint)
@@ -185,6 +193,54 @@ def encoder_record(dataset: str, checkpoint: str) -> dict:
     return record
 
 
+def window_cost(dataset: str, train_dialogues: int, turns: int, seed: int = 0) -> dict:
+    """Measured cost of ``text-finetune`` with ``context_turns=turns`` against the same model without,
+    on the first ``train_dialogues`` training dialogues (one epoch each, the same rows, validation on
+    the first 5 validation dialogues), extrapolated per training row to the whole training split.
+    Measured before any long run: the window multiplies the tokens each turn costs."""
+    from mmaffect.models.registry import create_model
+    from mmaffect.tasks import make_task
+    from mmaffect.training.runs import model_spec
+    from mmaffect.training.trainer import fit
+
+    data = load_dataset(dataset)
+    splits = data.split_indices()
+
+    def first(rows: np.ndarray, count: int) -> np.ndarray:
+        names = list(dict.fromkeys(data.dialogue_id[rows].tolist()))[:count]
+        return rows[np.isin(data.dialogue_id[rows], names)]
+
+    train, valid = first(splits["train"], train_dialogues), first(splits["valid"], 5)
+    task = make_task(data, train_index=train)
+    out = {"dataset": dataset, "train_rows": len(train), "valid_rows": len(valid),
+           "train_rows_total": len(splits["train"]), "rows": {}}
+    per_dialogue = len(train) / train_dialogues
+    # dialogue batches of about as many turns per step as 16 single utterances
+    for name, model_args, batch in (("utterance alone", {}, 16),
+                                    ("utterance alone, encoder frozen (freeze_epochs)", {"freeze_epochs": 1}, 16),
+                                    (f"{turns} previous turns", {"context_turns": turns},
+                                     max(1, round(16 / per_dialogue)))):
+        torch.manual_seed(seed)
+        model = create_model("text-finetune", model_spec(data, task), **model_args)
+        cfg = TrainConfig(epochs=1, batch_size=batch, accumulate=2, optimizer="adamw", lr=5e-4, weight_decay=0.01,
+                          scheduler="linear", warmup_ratio=0.1, grad_clip=1.0,
+                          eval_batch_size=8 if "context_turns" in model_args else 256)
+        result = fit(model, data, task, train, valid, cfg, seed, progress=False)
+        epoch = result.history[0]
+        out["rows"][name] = {"model_args": model_args, "batch_size": batch, "seconds": epoch["seconds"],
+                             "seconds_per_train_row": epoch["seconds"] / len(train),
+                             "extrapolated_epoch_seconds": epoch["seconds"] / len(train) * len(splits["train"])}
+    base, frozen, window = out["rows"].values()
+    out["cost_ratio"] = {"window": window["seconds"] / base["seconds"], "frozen": frozen["seconds"] / base["seconds"]}
+    return out
+
+
+def encoder_for(patterns: list[str], seed: int) -> str:
+    """The encoder of ``seed``: the first pattern whose checkpoint exists (else the first, which then fails)."""
+    paths = [pattern.format(seed=seed) for pattern in patterns]
+    return next((p for p in paths if Path(p).exists()), paths[0])
+
+
 def run_with_encoder(args, output: str) -> None:
     """Every variant on the vectors of a fine-tuned encoder per seed (seed k reads encoder k)."""
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
@@ -192,16 +248,25 @@ def run_with_encoder(args, output: str) -> None:
               "note": "text vectors of seed k from the fine-tuned text-finetune checkpoint of seed k (trained on "
                       "the train split, epoch chosen on valid); test metrics mean ± sample std over seeds; "
                       "selection on validation only; timings inside the 2-slot queue, 1 thread",
+              "published": [r.to_dict() for r in references(args.dataset, "dialogue-rnn")],
               "encoders": previous.get("encoders", {}), "rows": previous.get("rows", {})}
     for seed in args.seeds:
-        record = encoder_record(args.dataset, args.encoder.format(seed=seed))
+        record = encoder_record(args.dataset, encoder_for(args.encoder, seed))
         result["encoders"][str(seed)] = {**result["encoders"].get(str(seed), {}), **record}
         write_json(output, result)
+    # the encoders' own heads: the no-context row of text-finetune itself, on the same seeds
+    runs = [encoder_checkpoint(encoder_for(args.encoder, seed)).parent for seed in args.seeds]
+    if all((run / "result.json").is_file() for run in runs):
+        result["rows"]["text-finetune"] = {
+            **summarise_records([json.loads((run / "result.json").read_text()) for run in runs],
+                                json.loads((runs[0].parent / "config.json").read_text()), HEADLINE[args.dataset],
+                                len(args.seeds)),
+            "timing": "the encoders' own training runs, on the shared machine outside the queue"}
     for variant in args.variants.split(","):
         rundir = Path(args.workdir) / f"{args.dataset}_ft_{variant}"
         load_before = os.getloadavg()[0]
         for seed in args.seeds:
-            config = experiment(args.dataset, variant, [seed], {"text_encoder": args.encoder.format(seed=seed)})
+            config = experiment(args.dataset, variant, [seed], {"text_encoder": encoder_for(args.encoder, seed)})
             run_experiment(config, rundir / f"encoder{seed}", progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset], expected=len(args.seeds))
         result["rows"][variant]["load_average"] = [load_before, os.getloadavg()[0]]
@@ -225,15 +290,30 @@ def main() -> None:
     parser.add_argument("--workdir", default="../runs/hj_context", help="run folders (resumable)")
     parser.add_argument("--output", default=None, help="default benchmarks/results/context_<dataset>.json "
                                                        "(context_<dataset>_finetuned.json with --encoder)")
-    parser.add_argument("--encoder", metavar="PATTERN",
+    parser.add_argument("--window-cost", type=int, metavar="DIALOGUES",
+                        help="only measure text-finetune with speaker-tagged previous turns against without on the "
+                             "first DIALOGUES training dialogues (writes context_window_cost.json)")
+    parser.add_argument("--encoder", metavar="PATTERN", action="append",
                         help="text vectors from fine-tuned text-finetune checkpoints, one per seed: a path with "
-                             "{seed} (e.g. runs/ft_s{seed}/seed{seed}); seed k reads encoder k")
+                             "{seed} (e.g. runs/ft_s{seed}/seed{seed}); seed k reads encoder k; repeat it for "
+                             "encoders kept in several places (the first pattern whose checkpoint exists wins)")
     args = parser.parse_args()
     if args.table:
         print(markdown_table(args.table))
         return
     if args.dataset is None:
         parser.error("--dataset is required (or --table)")
+    if args.window_cost:
+        torch.set_num_threads(args.threads)
+        output = args.output or "benchmarks/results/context_window_cost.json"
+        check_output_file(output)
+        measured = {**window_cost(args.dataset, args.window_cost, 3), "threads": args.threads,
+                    "load_average": os.getloadavg()[0]}
+        previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}  # read late: runs in parallel
+        previous[args.dataset] = measured
+        write_json(output, previous)
+        print(json.dumps(previous[args.dataset]["rows"], indent=1))
+        return
     if args.collect:
         collect(args.dataset, Path(args.workdir), args.output or f"benchmarks/results/context_{args.dataset}.json")
         return
@@ -242,7 +322,7 @@ def main() -> None:
     check_output_file(output)
     check_output_dir(args.workdir)
     if args.encoder:
-        if "{seed}" not in args.encoder:
+        if any("{seed}" not in pattern for pattern in args.encoder):
             parser.error("--encoder needs {seed} in the path: seed k reads the encoder fine-tuned with seed k")
         run_with_encoder(args, output)
         return
