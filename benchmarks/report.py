@@ -18,6 +18,7 @@ Which command writes which file:
   ``context_D.json``;
 * ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
 * ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
+* ``python benchmarks/zoo.py --work DIR``: ``zoo_*.json``;
 * ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
   ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
@@ -282,6 +283,28 @@ TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floor
 
 if (RESULTS / "vs_mmsa.json").exists():  # issue 22: bash benchmarks/vs_mmsa/run.sh
     TABLES["vs-mmsa"] = vs_mmsa
+
+
+ZOO_MODELS = ["mfn", "graph-mfn", "mult", "misa", "self-mm", "mmim"]
+
+
+def zoo() -> str:
+    """The MMSA-zoo models on MOSI (``python benchmarks/zoo.py``) beside the floors and MMSA's published
+    rows, which are on MMSA's own features and folds (other data)."""
+    rows = [[model] + [cell(load(f"zoo_mosi-bclstm_{model}.json")["test"], m) for m in ABLATION]
+            for model in ZOO_MODELS]
+    rows.append(["*floor:* linear (same runs)"] + [cell(load("zoo_mosi-bclstm_linear.json")["test"], m)
+                                                   for m in ABLATION])
+    floor = load("floors.json")["floors"]["mosi-bclstm"]["logreg_tav"]
+    rows.append(["*floor:* logistic regression, t+a+v"] + [f"{floor[m]:.1f}" if m in floor else "" for m in ABLATION])
+    for model, p in load("zoo_published.json")["rows"].items():
+        rows.append([f"*published, other data (MMSA, {p['data_setting'].lower()} CMU features, CMU folds):* {model}"]
+                    + [f"{p[m]:.3f}" if m in ("mae", "corr") else f"{p[m]:.1f}" for m in ABLATION])
+    return markdown(["model", *ABLATION], rows)
+
+
+if (RESULTS / "zoo_mosi-bclstm_mmim.json").exists():  # issue 22 item 1: python benchmarks/zoo.py
+    TABLES["zoo"] = zoo
 
 
 def tables() -> dict[str, str]:

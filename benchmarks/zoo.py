@@ -78,6 +78,21 @@ def mmsa_published(root: Path | None = None) -> pd.DataFrame:
     return table[(table.dataset == "MOSI") & (table.task == "regression")].drop_duplicates("model").set_index("model")
 
 
+def write_published(results: Path) -> Path:
+    """MMSA's published MOSI rows for the zoo models, copied into ``zoo_published.json`` with their source,
+    so the README table (benchmarks/report.py) reads results files only."""
+    published = mmsa_published()
+    rows = {model: {"data_setting": str(p.data_setting), "source": str(p.source),
+                    "acc2_has0": float(p.Has0_acc_2), "acc2_non0": float(p.Non0_acc_2),
+                    "f1_non0": float(p.Non0_F1_score), "acc7": float(p.Mult_acc_7), "mae": float(p.MAE) / 100,
+                    "corr": float(p.Corr) / 100}
+            for model, name in MMSA_NAMES.items() if name in published.index for p in [published.loc[name]]}
+    target = results / "zoo_published.json"
+    write_json(target, {"what": "MMSA's published CMU-MOSI regression results (MMSA's own CMU-SDK features, "
+                                "CMU standard folds): other data than ours", "rows": rows})
+    return target
+
+
 def cell(metrics: dict, key: str) -> str:
     if key not in metrics:
         return ""
@@ -149,12 +164,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join((*MODELS, FLOOR)))
     parser.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help=f"any of {', '.join(DATASETS)}")
     parser.add_argument("--table", action="store_true", help="print the docs tables and exit")
+    parser.add_argument("--published-only", action="store_true", help="only write zoo_published.json")
     args = parser.parse_args(argv)
     if args.table:
         print(table(args.results))
         return
-    check_output_dir(args.work)
     check_output_dir(args.results)
+    print(f"published rows: {write_published(args.results)}")
+    if args.published_only:
+        return
+    check_output_dir(args.work)
     for dataset in args.datasets.split(","):
         for model in args.models.split(","):
             print(f"{dataset} {model}: {run(model, dataset, args.clips, args.work, args.results)}", flush=True)
