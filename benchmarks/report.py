@@ -19,6 +19,7 @@ Which command writes which file:
 * ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
 * ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
 * ``python benchmarks/zoo.py --work DIR``: ``zoo_*.json``;
+* ``python benchmarks/seeds_003_004.py --suite S`` (S = mosi, runtime, text, clips): ``seeds_003_004_S.json``;
 * ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
   ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
@@ -276,10 +277,48 @@ def vs_mmsa() -> str:
                      "MMSA / ours time", "MMSA / ours s/epoch", "load avg", "targets (accuracy / 3x speed)"], rows)
 
 
+SEEDS_METRICS = ["acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr"]
+
+
+def _seeds_row(row: dict, metrics: list[str]) -> list[str]:
+    seeds = ",".join(map(str, row["seeds"])) + ("" if row["complete"] else " (unfinished)")
+    return [seeds] + [cell(row["test"], m) for m in metrics]
+
+
+def seeds_mosi() -> str:
+    """MRE and SemanticMAC with every switch run, TFN/LMF on the same seeds, floors, the paper's row."""
+    result = load("seeds_003_004_mosi.json")["rows"]
+    rows = [[name, row["what"]] + _seeds_row(row, SEEDS_METRICS) for name, row in result.items()]
+    floors = load("floors.json")["floors"]["mosi-bclstm"]
+    for key, name in (("logreg_tav", "logistic regression, t+a+v"), ("majority", "majority rate of the test split")):
+        rows.append([f"*floor:* {name}", "", "–"] + [f"{floors[key][m]:.1f}" if m in floors[key] else ""
+                                                     for m in SEEDS_METRICS])
+    rows.append(["*published, other data:* SemanticMAC-BERT", "CMU-MOSI standard folds, BERT + ImageBind on raw "
+                 "video; zero convention not stated", "5 runs", "", "86.4", "86.4", "48.3", "0.685", "0.811"])
+    return markdown(["variant", "what is changed", "seeds", *SEEDS_METRICS], rows)
+
+
+def seeds_runtime() -> str:
+    """Seconds per epoch and per run on mosi-bclstm as ratios to MRE, and the seed-004 claim."""
+    result = load("seeds_003_004_runtime.json")["rows"]
+
+    def ratio(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1f}"
+
+    rows = [[model, f"{r['n_params']:,}", str(r["batch_size"]), f"{r['seconds_per_epoch']:.3f}",
+             ratio(r["epoch_ratio_to_mre"]), "–" if r["epochs_per_run"] is None else f"{r['epochs_per_run']:.1f}",
+             "–" if r["seconds_per_run"] is None else f"{r['seconds_per_run']:.1f}", ratio(r["run_ratio_to_mre"])]
+            for model, r in result.items()]
+    rows.append(["*published (seed 004, MOSEI, hardware and scope not stated):* MRE / MulT", "", "", "", "", "",
+                 "95.79 / 2535.73", "MulT = 26.5"])
+    return markdown(["model", "parameters", "batch", "s/epoch", "× MRE", "epochs per run", "s/run", "× MRE"], rows)
+
+
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
           "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context,
           "context-models": context_models, "small-data": small_data}
+TABLES |= {"seeds-mosi": seeds_mosi, "seeds-runtime": seeds_runtime}  # issue 18 (seeds 003/004)
 
 if (RESULTS / "vs_mmsa.json").exists():  # issue 22: bash benchmarks/vs_mmsa/run.sh
     TABLES["vs-mmsa"] = vs_mmsa
