@@ -126,6 +126,13 @@ def main() -> None:
             print(f"server ready in {ready:.1f} s (pid {server.pid})", flush=True)
 
             def good(i: int) -> dict:
+                try:
+                    return _good(i)
+                except httpx.TransportError as exc:  # the server went away: this job is lost
+                    return {"clip": clips[i % len(clips)].name, "upload_status": None, "status": "lost",
+                            "error": f"{type(exc).__name__}: {exc}"}
+
+            def _good(i: int) -> dict:
                 clip = clips[i % len(clips)]
                 t0 = time.perf_counter()
                 r = client.post("/api/jobs", files={"file": (clip.name, clip.read_bytes(), "video/mp4")})
@@ -158,11 +165,15 @@ def main() -> None:
                 jobs = [f.result() for f in good_futures]
                 refused = [f.result() for f in bad_futures]
             after = good(0)  # and the server still serves
-            rss = peak_rss_mb(server.pid)
+            alive = server.poll() is None
+            rss = peak_rss_mb(server.pid) if alive else float("nan")
             leftover = sorted(p.name for p in (work / "uploads").glob("*"))
     finally:
         server.terminate()
         server.wait(30)
+    server_output = server.stdout.read()[-4000:]
+    if not alive:
+        print(f"the server died (exit {server.returncode}):\n{server_output}", flush=True)
     latencies = sorted(j["latency_s"] for j in jobs if "latency_s" in j)
     done = [j for j in jobs if j.get("status") == "done"]
     summary = {
@@ -173,6 +184,7 @@ def main() -> None:
         "server_peak_rss_mb": rss, "server_ready_s": ready,
         "bad_uploads_4xx": sum(400 <= r["status"] < 500 for r in refused), "bad_uploads": len(refused),
         "served_after": after.get("status") == "done" and after.get("identical_to_cli"),
+        "server_alive_at_end": alive, "server_exit_code": None if alive else server.returncode,
         "uploads_left_on_disk": leftover}
     for key, value in summary.items():
         print(f"{key}: {value}")
@@ -181,6 +193,7 @@ def main() -> None:
     write_json(args.output, {"benchmark": "serve load test", "clips": CLIPS, "workers": args.workers,
                              "threads_per_analysis": args.threads, "model": "pretrained:analysis (shipped)",
                              "summary": summary, "jobs": jobs, "bad_uploads": refused, "after": after,
+                             "server_output_tail": server_output,
                              "load_average_at_end": os.getloadavg(), "note": args.note,
                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 

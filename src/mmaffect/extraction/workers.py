@@ -86,25 +86,35 @@ def _worker_process(item: ExtractItem) -> _Result:
     return _WORKER["extractor"].process(item)
 
 
-_LOCAL: dict = {}  # in-process extractor (workers=1), kept across calls with the same settings
+# in-process extractors (workers=1), kept across calls with the same settings: one per thread, because the
+# mediapipe graphs crash when two threads run them at once (mmaffect serve --workers 2 under load)
+_THREAD = threading.local()
+
+
+def _local() -> dict:
+    if not hasattr(_THREAD, "store"):
+        _THREAD.store = {}
+    return _THREAD.store
 
 
 def _local_extractor(config: ExtractConfig, threads: int) -> _Extractor:
     key = (config, threads)
-    if _LOCAL.get("key") != key:
+    store = _local()
+    if store.get("key") != key:
         ext = _Extractor(config, threads)
         try:
             ext.load()
         except Exception as exc:
             raise ConfigError(f"cannot load the extraction models: {type(exc).__name__}: {exc}") from exc
-        _LOCAL.update(key=key, extractor=ext)
-    return _LOCAL["extractor"]
+        store.update(key=key, extractor=ext)
+    return store["extractor"]
 
 
 def release_models() -> None:
-    """Free the models that ``extract(..., workers=1)`` keeps loaded in this process between calls."""
-    ext = _LOCAL.pop("extractor", None)
-    _LOCAL.clear()
+    """Free the models that ``extract(..., workers=1)`` keeps loaded in this thread between calls."""
+    store = _local()
+    ext = store.pop("extractor", None)
+    store.clear()
     if ext is not None and ext._face is not None:
         ext._face.close()
 

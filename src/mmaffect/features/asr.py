@@ -10,7 +10,7 @@ silent clips); it uses silero-vad's ONNX model from the ``silero-vad`` wheel, lo
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,15 +175,20 @@ class SpeechRecognizer:
         return out
 
 
-@functools.cache
+_VAD = threading.local()  # one silero model per thread: it keeps recurrent state between chunks
+
+
 def _silero_model():
-    import warnings
+    model = getattr(_VAD, "model", None)
+    if model is None:
+        import warnings
 
-    from silero_vad import load_silero_vad
+        from silero_vad import load_silero_vad
 
-    with warnings.catch_warnings():  # silero-vad 6.2 uses the deprecated importlib.resources.path
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return load_silero_vad(onnx=True)  # onnxruntime, 1 thread; the JIT variant gives the same segments
+        with warnings.catch_warnings():  # silero-vad 6.2 uses the deprecated importlib.resources.path
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = _VAD.model = load_silero_vad(onnx=True)  # onnxruntime, 1 thread; JIT gives the same segments
+    return model
 
 
 def speech_segments(
