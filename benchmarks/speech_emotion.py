@@ -19,6 +19,14 @@ the engine's models ``audio-mlp`` (utterance vector), ``audio-asp``
 (attentive statistics pooling over encoder frames) and ``audio-cnn`` (over log-mel or encoder frames),
 trained through :func:`mmaffect.training.runs.run_experiment` exactly as ``mmaffect train`` does.
 ``--speed``: seconds per audio minute of each extractor on 48 files (two per actor), one thread.
+``--analyze MODEL``: ``mmaffect analyze`` (ASR off) on one file per emotion and actor (statement 1,
+repetition 1, normal intensity: 32 files of the 4 validation actors, 32 of the 4 test actors) with a
+voice model trained on the fixed split (e.g. the folder of ``mmaffect train-analysis-model --voice``):
+the label of the longest segment against the file's emotion, beside the same model's predictions on
+the whole files read from the cache (the seeds' ``predictions.csv``, averaged) -- what cutting at
+voice activity costs. Each ``--pads`` value (seconds of context around each speech window,
+:func:`mmaffect.analysis.pad_windows`) is scored on the validation files; the best one is the value
+to ship as ``analysis.PAD``; test files are reported for every value, the choice never looks at them.
 
 Results are merged into ``benchmarks/results/speech_emotion.json`` row by row (re-running a row
 replaces it), so rows can be run in separate processes.
@@ -192,6 +200,54 @@ def speed(cache_meta: dict, manifest: Path, n_per_actor: int = 2) -> dict:
     return out
 
 
+def analyze_check(analyzer, checkpoint: Path, manifest: Path, split: str, pad: float) -> dict:
+    """``analyze`` on the 32 ``split`` files vs the model's whole-file predictions (see --analyze)."""
+    import pandas as pd
+
+    from mmaffect.errors import DataError
+
+    rows = pd.read_csv(manifest)
+    rows = rows[(rows.split == split) & (rows.statement == 1) & (rows.repetition == 1)
+                & (rows.intensity == "normal")].sort_values(["actor", "emotion"])
+    whole = pd.concat([pd.read_csv(f) for f in sorted(checkpoint.glob("seed*/predictions.csv"))])
+    probs = [c for c in whole.columns if c.startswith("prob_")]
+    whole = whole[whole.split == split].groupby("id")[probs].mean()
+    analyzer.pad = pad
+    files, started = [], time.perf_counter()
+    for row in rows.itertuples():
+        try:
+            result = analyzer(manifest.parent / row.path)
+        except DataError as exc:  # too quiet to find anything (Actor 20 has such files)
+            files.append({"id": row.utterance_id, "emotion": row.emotion, "error": str(exc)})
+            continue
+        longest = max(result["segments"], key=lambda s: s["end"] - s["start"])
+        whole_label = whole.loc[row.utterance_id].idxmax().removeprefix("prob_") \
+            if row.utterance_id in whole.index else None  # a file the extractor found silent
+        files.append({"id": row.utterance_id, "emotion": row.emotion, "segments": len(result["segments"]),
+                      "analyze": longest["label"], "whole_file": whole_label})
+    table = pd.DataFrame(files)
+    table = table[table.get("error", pd.Series(index=table.index, dtype=object)).isna()]
+    scored = table[table.whole_file.notna()]
+    return {"split": split, "pad": pad, "files": files, "n": len(table), "n_failed": len(files) - len(table),
+            "analyze_acc": 100.0 * float((table.analyze == table.emotion).mean()),
+            "whole_file_acc": 100.0 * float((scored.whole_file == scored.emotion).mean()),
+            "whole_file_n": len(scored),
+            "agreement": 100.0 * float((scored.analyze == scored.whole_file).mean()),
+            "seconds_per_file": (time.perf_counter() - started) / max(len(files), 1)}
+
+
+def analyze_pads(checkpoint: Path, manifest: Path, threads: int, pads: list[float]) -> dict:
+    """Every pad on the validation and the test files; the pad is chosen on validation accuracy only."""
+    from mmaffect.analysis import Analyzer
+
+    analyzer = Analyzer(checkpoint, threads=threads, asr="never")
+    runs = {split: [analyze_check(analyzer, checkpoint, manifest, split, pad) for pad in pads]
+            for split in ("valid", "test")}
+    best = max(range(len(pads)), key=lambda i: (runs["valid"][i]["analyze_acc"], -pads[i]))
+    return {"checkpoint": str(checkpoint), "pads": pads, "chosen_pad": pads[best],
+            "criterion": "validation accuracy of the longest segment's label (ties: the smaller pad)", **runs}
+
+
 def _cell(value) -> str:
     if value is None:
         return "not run"
@@ -239,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds on the test split (default 3)")
     p.add_argument("--cv-seeds", type=int, default=1, help="seeds per CV fold (default 1; 0 = no CV)")
     p.add_argument("--speed", action="store_true", help="also measure extraction speed")
+    p.add_argument("--analyze", metavar="MODEL", help="only: analyze 32 valid + 32 test files with this voice model")
+    p.add_argument("--pads", default="0,0.25,0.5,1", help="with --analyze: context seconds to compare")
     p.add_argument("--manifest", default=str(Path(os.environ.get("MMAFFECT_DATA", "../shared/data"))
                                              / "ravdess_speech" / "manifest.csv"))
     p.add_argument("--threads", type=int, default=1)
@@ -259,6 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     from mmaffect.extraction.cache import FeatureCache
     from mmaffect.io import check_output_file, write_json
 
+    if args.analyze:
+        results_path = check_output_file(args.results)
+        results = json.loads(results_path.read_text()) if results_path.exists() else {"rows": {}}
+        results["analyze"] = analyze_pads(Path(args.analyze), Path(args.manifest), args.threads,
+                                          [float(x) for x in args.pads.split(",")])
+        write_json(results_path, results)
+        a = results["analyze"]
+        for split in ("valid", "test"):
+            for r in a[split]:
+                print(f"analyze, {split} files, pad {r['pad']}: acc {r['analyze_acc']:.1f} (longest segment) vs "
+                      f"{r['whole_file_acc']:.1f} (whole files, cache); agreement {r['agreement']:.1f}")
+        print(f"chosen on validation: pad {a['chosen_pad']}")
+        return 0
     if not (args.cache and args.work):
         p.error("--cache and --work are required (except with --table)")
     torch.set_num_threads(args.threads)

@@ -241,3 +241,12 @@ def test_the_default_model_is_the_variant_validation_chose(tmp_path, monkeypatch
                              (["fusion"], "fusion")):
         (root / "summary.json").write_text(_json.dumps({"default": chosen}))
         assert default_model() == root / expected
+
+
+def test_pad_windows_adds_context_within_the_file_and_the_gaps():
+    from mmaffect.analysis import Window, pad_windows
+
+    windows = [Window(0.2, 1.0, "a"), Window(1.6, 3.0, "b"), Window(5.0, 5.8, "c")]
+    padded = pad_windows(windows, 0.5, duration=6.0)
+    assert [(w.start, w.end, w.text) for w in padded] == [(0.0, 1.3, "a"), (1.3, 3.5, "b"), (4.5, 6.0, "c")]
+    assert pad_windows(windows, 0.0, duration=6.0) == windows

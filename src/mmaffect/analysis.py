@@ -37,6 +37,7 @@ from mmaffect.predictor import Predictor, load
 MAX_SEGMENT = 12.0  # seconds; longer speech runs are cut into equal parts
 MERGE_GAP = 0.5  # seconds of silence below which two speech runs are one utterance
 MIN_SEGMENT = 0.4
+PAD = 0.0  # seconds of context added around each speech window (see pad_windows)
 ASR_MODES = ("auto", "always", "never")
 
 
@@ -75,6 +76,24 @@ def speech_windows(audio: np.ndarray, sample_rate: int, words: list, duration: f
     return windows or [Window(0.0, float(duration), " ".join(w.text.strip() for w in words))]
 
 
+def pad_windows(windows: list[Window], pad: float, duration: float) -> list[Window]:
+    """Each window widened by ``pad`` seconds on both sides, within the file and never past the middle
+    of the gap to its neighbour.
+
+    Why: training utterances (one file per utterance in every corpus here) carry some silence around the
+    speech, and pooled features (the mean and spread of Whisper-encoder frames) depend on it; a window
+    cut tight at voice activity is a different input."""
+    out = []
+    for i, w in enumerate(windows):
+        start, end = max(0.0, w.start - pad), min(float(duration), w.end + pad)
+        if i > 0:
+            start = max(start, (windows[i - 1].end + w.start) / 2)
+        if i + 1 < len(windows):
+            end = min(end, (w.end + windows[i + 1].start) / 2)
+        out.append(Window(start, end, w.text))
+    return out
+
+
 def _predict(models: list[LoadedModel], data) -> tuple[np.ndarray, np.ndarray, str]:
     """Averaged class probabilities (N, C) and contributions (N, M), and how contributions were got."""
     probs, contributions = [], []
@@ -110,7 +129,8 @@ class Analyzer:
     extraction settings of the features it was trained on, the sequence step rate and the audio
     reader options of its ``cache:`` reader."""
 
-    def __init__(self, checkpoint: str | Path, asr_model: str | None = None, threads: int = 1, asr: str = "auto"):
+    def __init__(self, checkpoint: str | Path, asr_model: str | None = None, threads: int = 1, asr: str = "auto",
+                 pad: float = PAD):
         from mmaffect.features.asr import SpeechRecognizer
 
         if asr not in ASR_MODES:
@@ -122,6 +142,7 @@ class Analyzer:
         self.models = self.predictor.models
         self.reader = reader_options(self.predictor.recipe.dataset_args, checkpoint)
         self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per file
+        self.pad = pad
         self.threads = threads  # the one --threads setting: Whisper and the face/audio extractors use it
         self.classes = self.predictor.classes
         self.modalities = list(self.predictor.modalities)
@@ -143,6 +164,7 @@ class Analyzer:
                 and not is_silent(media.audio, sample_rate=media.sample_rate):
             words = self.recognizer(media.audio, media.sample_rate).words
         windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
+        windows = pad_windows(windows, self.pad, duration)
         items = [(f"segment{i:03d}", video, w.text, w.start, w.end) for i, w in enumerate(windows)]
         data, failed, records = segment_features(self.predictor, self.config, self.reader, items, self.threads)
         if data is None:
