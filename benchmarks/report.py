@@ -15,11 +15,13 @@ Which command writes which file:
 * ``python benchmarks/extraction_speed.py``: ``extraction_speed.json``;
 * ``python benchmarks/analysis_model.py``: ``analysis_model.json``;
 * ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm):
-  ``context_D.json``;
+  ``context_D.json``; with ``--encoder PATTERN`` (fine-tuned text encoders, one per seed)
+  ``context_D_finetuned.json``;
 * ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
+* ``python benchmarks/seeds_003_004.py --suite S`` (S = mosi, runtime, text, clips): ``seeds_003_004_S.json``;
+* ``python benchmarks/seeds_000_002.py --work DIR``: ``seeds_000_002.json``;
 * ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
 * ``python benchmarks/zoo.py --work DIR``: ``zoo_*.json``;
-* ``python benchmarks/seeds_003_004.py --suite S`` (S = mosi, runtime, text, clips): ``seeds_003_004_S.json``;
 * ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
   ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
@@ -244,6 +246,36 @@ def context_models() -> str:
     return markdown(["dataset", "variant", "test (mean ± std over seeds)", "seeds"], rows)
 
 
+FINETUNED_ORDER = ["text-finetune", "turn-transformer-nocontext", "turn-transformer-causal", "turn-transformer-bi",
+                   "dialogue-rnn-nocontext", "dialogue-rnn-causal", "dialogue-rnn-bi"]
+
+
+def context_finetuned() -> str:
+    """Context models on the fine-tuned encoder's vectors beside their no-context variants, the encoder's own
+    head, the TF-IDF floor and the published rows; per-class F1 and timings for every row."""
+    rows = []
+    for dataset in ("iemocap6-text", "meld7-text"):
+        result = load(f"context_{dataset}_finetuned.json")
+        floor = load(f"context_{dataset}.json")["rows"]["tfidf-logreg"]
+        per_class = " · ".join(f"{k} {v:.0f}" for k, v in floor["test_per_class_f1"].items())
+        rows.append([dataset, f"*floor:* TF-IDF logistic regression (C={floor['C']:g})"]
+                    + [f"{floor['test'][m]:.1f}" for m in ("f1_weighted", "acc", "wacc", "f1_macro")]
+                    + [per_class, "–", "–", f"{floor['seconds']:.0f}"])
+        for variant in FINETUNED_ORDER:
+            r = result["rows"].get(variant)
+            if r is None:
+                continue
+            name = "text-finetune (the encoder's own head)" if variant == "text-finetune" else variant
+            seeds = ",".join(map(str, r["seeds"])) + ("" if r["complete"] else " (unfinished)")
+            rows.append([dataset, name] + [cell(r["test"], m) for m in ("f1_weighted", "acc", "wacc", "f1_macro")]
+                        + [" · ".join(f"{k} {v:.0f}" for k, v in r["test_per_class_f1"].items()), seeds,
+                           f"{r['seconds_per_epoch']:.1f}", f"{r['seconds_per_run']:.0f}"])
+        refs = "; ".join(f"{p['model']} {p['value']:g}" for p in result["published"] if p["metric"] == "f1_weighted")
+        rows.append([dataset, f"*published, same split:* {refs}"] + [""] * 8)
+    return markdown(["dataset", "variant", "f1_weighted", "acc", "UA (wacc)", "f1_macro", "per-class F1",
+                     "seeds", "s/epoch", "s/run"], rows)
+
+
 def small_data() -> str:
     """The small-data comparisons of issue 16: searched MLP, its old fixed recipe and ``linear`` beside
     the logistic-regression floor on the same rows, vectors and folds."""
@@ -256,25 +288,6 @@ def small_data() -> str:
             rows.append([label, model, f"{r['acc']['mean']:.1f} ± {r['acc']['std']:.1f}",
                          f"{r['ua']['mean']:.1f} ± {r['ua']['std']:.1f}", str(len(r["acc"]["per_run"]))])
     return markdown(["data", "model", "acc", "UA", "runs (seeds x folds)"], rows)
-
-
-def vs_mmsa() -> str:
-    """MMSA 2.2.1's own trainers beside ours on the same exported data, seeds and selection rule
-    (``bash benchmarks/vs_mmsa/run.sh``); time = train wall seconds per run, MMSA / ours."""
-    result = load("vs_mmsa.json")
-    rows = []
-    for row in result["rows"]:
-        theirs, ours = row["mmsa"], row["ours"]
-        loads = [v for pair in theirs["loadavg_1min"] + ours["loadavg_1min"] for v in pair]
-        name = row["model"] + (" (MMSA: BERT-free)" if theirs.get("variant", "").startswith("BERT-free") else "")
-        rows.append([name, cell(theirs, "acc2_has0"), cell(ours, "acc2_has0"), cell(theirs, "mae"), cell(ours, "mae"),
-                     f"{theirs['train_seconds']['mean']:.1f}", f"{ours['train_seconds']['mean']:.1f}",
-                     f"{row['time_ratio_mmsa_over_ours']:.1f}x", f"{row['epoch_time_ratio_mmsa_over_ours']:.1f}x",
-                     f"{min(loads):.1f}-{max(loads):.1f}",
-                     ("met" if row["accuracy_target_met"] else "**missed**") + " / "
-                     + ("met" if row["speed_target_met"] else "**missed**")])
-    return markdown(["model", "MMSA acc2_has0", "ours acc2_has0", "MMSA mae", "ours mae", "MMSA s/run", "ours s/run",
-                     "MMSA / ours time", "MMSA / ours s/epoch", "load avg", "targets (accuracy / 3x speed)"], rows)
 
 
 SEEDS_METRICS = ["acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr"]
@@ -314,10 +327,119 @@ def seeds_runtime() -> str:
     return markdown(["model", "parameters", "batch", "s/epoch", "× MRE", "epochs per run", "s/run", "× MRE"], rows)
 
 
+def seeds_text() -> str:
+    """Both methods on the text corpora beside text-mlp, text-finetune and the linear floor."""
+    result = load("seeds_003_004_text.json")["rows"]
+    floors = load("floors.json")["floors"]
+    rows = []
+    for dataset in ("iemocap6-text", "meld7-text"):
+        for row in result.values():
+            if row["dataset"] == dataset:
+                rows.append([dataset, f"{row['model']} ({row['what']})"] + _seeds_row(row, EMOTION))
+        for model in ("text-finetune", "text-mlp"):
+            r = load(f"{dataset}_{model}.json")
+            rows.append([dataset, model, ",".join(map(str, r["seeds"]))] + [cell(r["test"], m) for m in EMOTION])
+        floor = floors[dataset]["logreg_t"]
+        rows.append([dataset, "*floor:* logistic regression on the frozen vectors", "–"]
+                    + [f"{floor[m]:.1f}" for m in EMOTION])
+    return markdown(["dataset", "model", "seeds", "acc", "UA (wacc)", "f1_weighted", "f1_macro"], rows)
+
+
+def seeds_clips() -> str:
+    """The 40 IEMOCAP clips, 5-fold CV grouped by dialogue, tri-modal, beside late-fusion."""
+    result = load("seeds_003_004_clips.json")["rows"]
+    rows = [[name, row["what"], f"{len(row['runs'])}" + ("" if row["complete"] else " (unfinished)")]
+            + [cell(row["test"], m) for m in EMOTION] for name, row in result.items()]
+    rows.append(["*floor:* chance (8 balanced classes)", "", "–", "12.5", "12.5", "", ""])
+    return markdown(["model", "inputs", "runs (seeds x folds)", "acc", "UA (wacc)", "f1_weighted", "f1_macro"], rows)
+
+
+SEED_GROUPS = [("clips", "IEMOCAP clips (40, 8 classes), 5-fold CV by dialogue", ["acc", "wacc", "f1_weighted"]),
+               ("mosi", "CMU-MOSI bc-LSTM vectors, regression (L1), video split", ["acc2_has0", "acc2_non0", "acc7",
+                                                                                   "mae", "corr"]),
+               ("mosi3", "CMU-MOSI bc-LSTM vectors, 3-class sentiment, video split", ["acc", "wacc", "f1_weighted"]),
+               ("iemocap6-text", "iemocap6-text (MiniLM vectors), COSMIC split", ["acc", "wacc", "f1_weighted"]),
+               ("meld7-text", "meld7-text (MiniLM vectors), official split", ["acc", "wacc", "f1_weighted"])]
+# foundation rows measured by benchmarks/baselines.sh on the same split and seeds
+SEED_BASELINE_FILES = {"mosi": ["mosi-bclstm_tfn", "mosi-bclstm_lmf", "mosi-bclstm_lf-dnn"],
+                       "iemocap6-text": ["iemocap6-text_text-mlp"], "meld7-text": ["meld7-text_text-mlp"]}
+
+
+def seeds_000_002() -> str:
+    """Seed methods 000-002 beside the foundation baselines and floors on the same data, splits and seeds,
+    with the runtime of each row and the seed paper's own number (and how its data differ)."""
+    data = load("seeds_000_002.json")
+    rows = []
+    def values(test: dict, metrics: list[str]) -> str:
+        return ", ".join(f"{m} {cell(test, m)}" for m in metrics if m in test)
+
+    for group, label, metrics in SEED_GROUPS:
+        for name, r in data["rows"].items():
+            if name.split("_")[0] == group:
+                rows.append([label, name.split("_", 1)[1], values(r["test"], metrics), str(r["runs"]),
+                             f"{r['n_params']:,}", f"{r['seconds_per_epoch']:.2f}", f"{r['train_seconds']:.0f}",
+                             r.get("published", "–")])
+        for base in SEED_BASELINE_FILES.get(group, []):
+            r = load(f"{base}.json")
+            rows.append([label, r["model"] + " (`benchmarks/baselines.sh`)", values(r["test"], metrics),
+                         str(len(r["test"][metrics[0]]["per_run"])), f"{r['n_params']:,}", "–", "–", "–"])
+        if group in data["floors"]:
+            floor = data["floors"][group]
+            rows.append([label, "*floor:* training-majority class", values(floor, metrics), "–", "–", "–", "–", "–"])
+    return markdown(["data", "model", "test (mean ± std over runs)", "runs", "params", "s/epoch", "train s",
+                     "seed paper's number (its data)"], rows)
+
+
+def int2_heads() -> str:
+    """INT2-M3AP: every head alone, mean-probability fusion and the vote, from the same weights; the vote's
+    gain against its best member chosen on validation (and against the test oracle)."""
+    data = load("seeds_000_002.json")
+    rows = []
+    for name, label in (("clips_int2-m3ap", "IEMOCAP clips"), ("mosi3_int2-m3ap", "MOSI 3-class"),
+                        ("mosi_int2-m3ap", "MOSI regression")):
+        if name not in data["rows"]:
+            continue
+        heads = data["rows"][name]["heads"]
+        metric = heads["metric"]
+        d = digits(metric)
+        cells = [f"{heads['test'][h][metric]['mean']:.{d}f}" if h in heads["test"] else "–"
+                 for h in ("v", "t", "a", "vt", "va", "ta", "m", "mean")]
+        vote = heads["test"].get("vote_prob", heads["test"].get("vote"))[metric]
+        gain, oracle = heads["vote_gain_vs_valid_best_member"], heads["vote_gain_vs_test_best_member"]
+        ties = f"{100 * heads['test_tied_share']:.0f} %" if "test_tied_share" in heads else "–"
+        lowest = heads["test"].get("vote_lowest", {}).get(metric)
+        rows.append([label, metric] + cells + [f"{vote['mean']:.{d}f} ± {vote['std']:.{d}f}",
+                    f"{lowest['mean']:.{d}f}" if lowest else "–", ties,
+                    f"{gain['mean']:+.{d}f} ± {gain['std']:.{d}f}", f"{oracle['mean']:+.{d}f} ± {oracle['std']:.{d}f}"])
+    return markdown(["data", "metric", "v", "t", "a", "vt", "va", "ta", "m (hierarchical)", "mean prob.",
+                     "vote (tie: prob)", "vote (tie: lowest id)", "test rows tied",
+                     "vote's gain over its best member chosen on valid", "gain over the test-best member"], rows)
+
+
+def vs_mmsa() -> str:
+    """MMSA 2.2.1's own trainers beside ours on the same exported data, seeds and selection rule
+    (``bash benchmarks/vs_mmsa/run.sh``); time = train wall seconds per run, MMSA / ours."""
+    result = load("vs_mmsa.json")
+    rows = []
+    for row in result["rows"]:
+        theirs, ours = row["mmsa"], row["ours"]
+        loads = [v for pair in theirs["loadavg_1min"] + ours["loadavg_1min"] for v in pair]
+        name = row["model"] + (" (MMSA: BERT-free)" if theirs.get("variant", "").startswith("BERT-free") else "")
+        rows.append([name, cell(theirs, "acc2_has0"), cell(ours, "acc2_has0"), cell(theirs, "mae"), cell(ours, "mae"),
+                     f"{theirs['train_seconds']['mean']:.1f}", f"{ours['train_seconds']['mean']:.1f}",
+                     f"{row['time_ratio_mmsa_over_ours']:.1f}x", f"{row['epoch_time_ratio_mmsa_over_ours']:.1f}x",
+                     f"{min(loads):.1f}-{max(loads):.1f}",
+                     ("met" if row["accuracy_target_met"] else "**missed**") + " / "
+                     + ("met" if row["speed_target_met"] else "**missed**")])
+    return markdown(["model", "MMSA acc2_has0", "ours acc2_has0", "MMSA mae", "ours mae", "MMSA s/run", "ours s/run",
+                     "MMSA / ours time", "MMSA / ours s/epoch", "load avg", "targets (accuracy / 3x speed)"], rows)
+
+
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
           "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context,
-          "context-models": context_models, "small-data": small_data}
+          "context-models": context_models, "small-data": small_data, "seeds-000-002": seeds_000_002,
+          "int2-heads": int2_heads}
 TABLES |= {"seeds-mosi": seeds_mosi, "seeds-runtime": seeds_runtime}  # issue 18 (seeds 003/004)
 
 if (RESULTS / "vs_mmsa.json").exists():  # issue 22: bash benchmarks/vs_mmsa/run.sh

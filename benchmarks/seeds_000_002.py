@@ -59,6 +59,7 @@ PUBLISHED = {
     "clips_deepmsi-mer": "DeepMSI-MER acc 84.7, F1w 84.7: IEMOCAP 6 classes, 10-fold CV with the epoch chosen on "
                          "the test fold, fine-tuned BERT-large / wav2vec 2.0 / Swin",
     "clips_st3dh": "none on IEMOCAP (the paper reports MOSI only)",
+    "clips_st3dh-noharris": "none (the paper has no ablation of the Harris map)",
     "mosi_st3dh": "ST-3DH acc2 82.64, F1 82.55, acc7 37.76: MOSI with BERT and word-aligned sequences, split "
                   "not named",
     "mosi_int2-m3ap": "none on MOSI (the paper reports IEMOCAP only)",
@@ -92,13 +93,18 @@ def experiments(clips: str) -> dict[str, dict]:
                             "model_args": {"image": "crops"}},
         "clips_st3dh": {"dataset": cache, "model": "st3dh", "cv": CLIPS_CV, **short,
                         "model_args": {"video_frames": True, "video_channels": [8, 16, 32]}},
+        "clips_st3dh-noharris": {"dataset": cache, "model": "st3dh", "cv": CLIPS_CV, **short,
+                                 "model_args": {"video_frames": True, "video_channels": [8, 16, 32], "harris": False}},
         "clips_deepmsi-mer": {"dataset": cache, "model": "deepmsi-mer", "cv": CLIPS_CV},
         "clips_tfn": {"dataset": cache, "model": "tfn", "cv": CLIPS_CV},
         "clips_lmf": {"dataset": cache, "model": "lmf", "cv": CLIPS_CV},
         "clips_late-fusion": {"dataset": cache, "model": "late-fusion", "cv": CLIPS_CV},
+        "clips_linear": {"dataset": cache, "model": "linear", "cv": CLIPS_CV},
         "mosi_st3dh": {"dataset": "mosi-bclstm", "model": "st3dh", "model_args": {"max_len": 1}},
         "mosi_int2-m3ap": {"dataset": "mosi-bclstm", "model": "int2-m3ap", **short},
         "mosi3_int2-m3ap": {"dataset": "sentiment3:mosi-bclstm", "model": "int2-m3ap", **short},
+        "mosi3_tfn": {"dataset": "sentiment3:mosi-bclstm", "model": "tfn"},
+        "mosi3_linear": {"dataset": "sentiment3:mosi-bclstm", "model": "linear"},
         "iemocap6-text_deepmsi-mer": {"dataset": "iemocap6-text", "model": "deepmsi-mer"},
         "meld7-text_deepmsi-mer": {"dataset": "meld7-text", "model": "deepmsi-mer"},
     }
