@@ -25,13 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mmaffect.errors import DataError
 from mmaffect.settings import cache_root, data_root
 from mmaffect.training.config import CVConfig
+
+if TYPE_CHECKING:  # pandas is imported when the command runs: every `mmaffect` start builds this parser
+    import pandas as pd
 
 CLIP_COLUMNS = {"path": "clip_file", "text": "transcript", "id": "utterance_id"}
 EVALUATIONS = {"fusion": CVConfig(5, "dialogue_id"), "fusion-by-speaker": CVConfig(2, "speaker")}
@@ -67,6 +70,8 @@ def _summary(results: dict) -> str:
 
 def visual_relevance(folder: Path, manifest: pd.DataFrame) -> dict[str, float]:
     """Mean test-fold relevance of the visual branch on clips showing the speaker vs the listener."""
+    import pandas as pd
+
     frames = [pd.read_csv(f) for f in sorted(folder.glob("*/predictions.csv"))]
     pred = pd.concat(frames)
     pred = pred[pred.split == "test"].merge(manifest[["utterance_id", "speaker_visible"]], left_on="id",
@@ -144,6 +149,8 @@ def voice_transfer(out: Path, items: list, base: dict, voice_model: Path, progre
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from mmaffect.commands.extract import items_from_manifest
     from mmaffect.extraction.pipeline import extract
     from mmaffect.extraction.summaries import VISUAL_VECTOR_NAMES
