@@ -220,3 +220,51 @@ def test_minilm_text_branch_is_switchable():
     assert "tokens" not in make("self-mm").needs  # default: the text features, no transformer on a CPU
     with pytest.raises(ValueError, match="text_encoder"):
         make("misa", text_encoder="bert")
+
+
+class Crash(Exception):
+    pass
+
+
+def test_self_mm_memory_survives_an_interrupted_fit(tmp_path, monkeypatch):
+    """The label memory is model state: a fit interrupted in epoch 3 and resumed from its last saved
+    state ends with the same memory and weights as an uninterrupted one."""
+    from mmaffect.tasks import make_task
+    from mmaffect.training.runs import model_spec
+    from mmaffect.training.trainer import fit
+
+    gen = torch.Generator().manual_seed(0)
+    n = 60
+    score = torch.randn(n, generator=gen) * 2
+    modalities = {m: Modality(torch.randn(n, d, generator=gen) + score[:, None] * (m == "t")) for m, d in DIMS.items()}
+    split = np.array(["train"] * 40 + ["valid"] * 10 + ["test"] * 10)
+    data = AffectDataset("toy", np.array([f"r{i}" for i in range(n)]), modalities, score=score, split=split,
+                         default_task="regression")
+    task = make_task(data)
+    rows = data.split_indices()
+    cfg = TrainConfig(epochs=4, patience=10, batch_size=8, checkpoint_seconds=0)
+
+    def build():
+        torch.manual_seed(1)
+        return create_model("self-mm", model_spec(data, task))
+
+    full_model = build()
+    fit(full_model, data, task, rows["train"], rows["valid"], cfg, seed=3, progress=False)
+    calls = {"n": 0}
+    original = type(data).batch
+
+    def crashing_batch(self, index, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 14:  # epoch 3 (5 training batches, then the hook's and validation's eval batches)
+            raise Crash
+        return original(self, index, *args, **kwargs)
+
+    monkeypatch.setattr(type(data), "batch", crashing_batch)
+    with pytest.raises(Crash):
+        fit(build(), data, task, rows["train"], rows["valid"], cfg, seed=3, workdir=tmp_path, progress=False)
+    monkeypatch.setattr(type(data), "batch", original)
+    model = build()
+    fit(model, data, task, rows["train"], rows["valid"], cfg, seed=3, workdir=tmp_path, progress=False)
+    assert bool(full_model.label_known[:40].all()) and not bool(full_model.label_known[40:].any())
+    for key, value in full_model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
