@@ -14,12 +14,14 @@ information are maximised on top of the task loss:
 
 :meth:`configure_optimizers` returns the main optimizer and the estimator's; every term is computed
 so that its gradient reaches only the parameters its optimizer owns, so the engine's single backward
-pass equals MMIM's two-stage step. Differences from MMSA's MMIM, on purpose: the log-likelihood
+pass per batch does both of MMIM's stages (MMSA runs an epoch of estimator steps, then an epoch of
+network steps). Differences from MMSA's MMIM, on purpose: the log-likelihood
 includes the ``-log σ²/2`` term and the log-variance is bounded by tanh (MMSA omits both, so its
 estimator can raise the bound just by inflating the variance); the entropy uses the positive/negative
 rows of the current batch (MMSA adds those of the previous batch, state a resumed run would lose),
-through a fixed random projection to a quarter of the width (MMSA's projection is never in an
-optimizer either); without text, the first modality is the anchor of the input-level pairs.
+through a fixed random projection to a quarter of the width (MMSA's projection sits in the
+estimator's optimizer but only the network's step gives it a gradient, so it never moves there
+either); without text, the first modality is the anchor of the input-level pairs.
 """
 
 from __future__ import annotations
