@@ -284,7 +284,18 @@ def table(results: dict) -> str:
         speed_rows += [f"| {k} | {trim[k]:.2f} |" for k in ("decode", "audio", "egemaps", "logmel")]
         speed_rows += [f"| whisper, --whisper-window trim | {trim['whisper']:.2f} |",
                        f"| whisper, --whisper-window full | {full['whisper']:.2f} |"]
-    return "\n".join(lines + speed_rows)
+    analyze_rows = []
+    if "analyze" in results:
+        a = results["analyze"]
+        analyze_rows = ["", "| context per side | validation files correct | test files correct | "
+                            "test: same label as the whole file |", "|---|---|---|---|"]
+        for valid, test in zip(a["valid"], a["test"], strict=True):
+            pad = f"{valid['pad']:g} s" + (" (default)" if valid["pad"] == a["chosen_pad"] else "")
+            cells = [pad, f"{valid['analyze_acc']:.1f} %", f"{test['analyze_acc']:.1f} %"]
+            if valid["pad"] == a["chosen_pad"]:
+                cells = [f"**{c}**" for c in cells]
+            analyze_rows.append(f"| {' | '.join(cells)} | {test['agreement']:.1f} % |")
+    return "\n".join(lines + speed_rows + analyze_rows)
 
 
 def main(argv: list[str] | None = None) -> int:
