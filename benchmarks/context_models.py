@@ -117,6 +117,35 @@ def summarise_records(records: list[dict], config: dict, metrics: tuple[str, ...
     return row
 
 
+def validation_noise(rundir: Path, dataset: str, draws: int = 500) -> dict:
+    """How noisy validation values are: the bootstrap std over validation *videos* (resampled with
+    replacement, the unit the split is made of) of each seed's validation acc2_has0 and MAE (the
+    selection criterion), averaged over seeds."""
+    import pandas as pd
+
+    from mmaffect.metrics.regression import sentiment_metrics
+
+    data = load_dataset(dataset)
+    group = dict(zip(data.ids.tolist(), data.group.tolist(), strict=True))
+    rng = np.random.default_rng(0)
+    stds, videos = {"acc2_has0": [], "mae": []}, 0
+    for path in sorted(rundir.rglob("seed*/predictions.csv")):
+        table = pd.read_csv(path)
+        valid = table[table["split"] == "valid"]
+        parts = [part for _, part in valid.groupby(valid["id"].map(group))]
+        videos = len(parts)
+        values = {metric: [] for metric in stds}
+        for _ in range(draws):
+            sample = pd.concat([parts[i] for i in rng.integers(len(parts), size=len(parts))])
+            metrics = sentiment_metrics(sample["pred_score"], sample["score"])
+            for metric in stds:
+                values[metric].append(metrics[metric])
+        for metric in stds:
+            stds[metric].append(float(np.std(values[metric], ddof=1)))
+    return {"valid_videos": videos, "draws": draws,
+            **{f"valid_{metric}_bootstrap_std": float(np.mean(v)) for metric, v in stds.items()}}
+
+
 def train_config(dataset: str) -> TrainConfig:
     """Same schedule for every variant; dialogue batches of 8 (whole dialogues)."""
     return TrainConfig(epochs=60, batch_size=8, lr=1e-3, patience=10, select=SELECT[dataset])
@@ -338,6 +367,8 @@ def main() -> None:
         run_experiment(config, rundir, progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset])
         result["rows"][variant]["load_average"] = [load_before, os.getloadavg()[0]]
+        if args.dataset == "mosi-bclstm":
+            result["rows"][variant]["validation_noise"] = validation_noise(rundir, args.dataset)
         write_json(output, result)
         test = result["rows"][variant]["test"]
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),

@@ -438,7 +438,8 @@ def vs_mmsa() -> str:
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "train-speed": train_speed, "extraction-speed": extraction_speed, "analysis-model": analysis_model,
           "speaker-cue": speaker_cue, "gates": gates, "finetune": finetune, "context": context,
-          "context-models": context_models, "small-data": small_data, "seeds-000-002": seeds_000_002,
+          "context-models": context_models, "context-finetuned": context_finetuned,
+          "small-data": small_data, "seeds-000-002": seeds_000_002,
           "int2-heads": int2_heads}
 TABLES |= {"seeds-mosi": seeds_mosi, "seeds-runtime": seeds_runtime}  # issue 18 (seeds 003/004)
 
