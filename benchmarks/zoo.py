@@ -143,6 +143,14 @@ def table(results: Path) -> str:
         lines.append(f"| {name} | " + " | ".join(cell(r["test"], k) for k in CLIP_METRICS)
                      + f" | {r['seconds_per_epoch']:.2f} | {r['n_params']:,} |")
     lines.append("| *floor:* chance (8 balanced classes) | 12.5 | 12.5 | | | | |")
+    minilm = sorted(results.glob("zoo_iemocap6-text-minilm_*.json"))
+    if minilm:
+        header = "| model (text_encoder=minilm) | " + " | ".join(CLIP_METRICS) + " | s/epoch | epochs | parameters |"
+        lines += ["", header, "|---" * (len(CLIP_METRICS) + 4) + "|"]
+        for path in minilm:
+            r = json.loads(path.read_text())
+            lines.append(f"| {r['model']} | " + " | ".join(cell(r["test"], k) for k in CLIP_METRICS)
+                         + f" | {r['seconds_per_epoch']:.0f} | {r['epochs_run']} | {r['n_params']:,} |")
     return "\n".join(lines)
 
 
