@@ -9,7 +9,8 @@ validation rows (:meth:`AffectDataset.take`) before anything is sent to Ray, so 
 test row or label. Each trial is one call of the generic trainer
 (:func:`mmaffect.training.trainer.fit`) on those rows, reporting the validation value of
 ``train.select`` after every epoch through ``fit``'s ``on_epoch`` hook. The best configuration
-(its best epoch's validation value, over all trials) is then trained over the experiment's seeds
+(its best epoch's validation value, over all trials; the first trial is the default configuration,
+so the search cannot end below it on these rows) is then trained over the experiment's seeds
 and scored on test exactly once, by :func:`mmaffect.training.runs.run_experiment`, beside the
 default configuration trained the same way.
 
@@ -134,6 +135,26 @@ def metric_name(config: ExperimentConfig) -> tuple[str, str]:
     return f"valid_{select}", "min" if select in LOWER_IS_BETTER else "max"
 
 
+def default_point(space: dict[str, Dimension], base: ExperimentConfig) -> dict:
+    """The default configuration's value of every searched key: the search's first trial, so the search
+    never ends worse than the default on its own validation rows."""
+    from mmaffect.models.registry import model_info
+
+    hparams = model_info(base.model).hparams()
+    point = {}
+    for key in space:
+        section, _, leaf = key.partition(".")
+        if section == "train":
+            if not hasattr(base.train, leaf):
+                raise ConfigError(f"search key {key!r}: train has no field {leaf!r}")
+            point[key] = getattr(base.train, leaf)
+        elif leaf in base.model_args or leaf in hparams:
+            point[key] = base.model_args.get(leaf, hparams.get(leaf))
+        else:
+            raise ConfigError(f"search key {key!r}: model {base.model!r} has no hyper-parameter {leaf!r}")
+    return point
+
+
 def run_trial(values: dict, *, data: AffectDataset, base: ExperimentConfig, threads: int = 1) -> None:
     """One Ray Tune trial: fit ``base`` with ``values`` on the rows marked train, report validation per
     epoch. ``data`` holds train and valid rows only (see :func:`search_data`)."""
@@ -225,8 +246,9 @@ def run_search(space: dict[str, Dimension], base: ExperimentConfig, data: Affect
         tuner = tune.Tuner(
             trainable, param_space={k: d.to_ray() for k, d in space.items()},
             tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, num_samples=trials,
-                                        search_alg=BasicVariantGenerator(random_state=sample_seed,
-                                                                         max_concurrent=concurrent or cpus),
+                                        search_alg=BasicVariantGenerator(
+                                            points_to_evaluate=[default_point(space, base)],
+                                            random_state=sample_seed, max_concurrent=concurrent or cpus),
                                         trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(name="ray", storage_path=str(output.resolve()), verbose=0))
     grid = tuner.fit()
