@@ -16,6 +16,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
 from mmaffect.cli import build_parser, format_results, main
 from mmaffect.data.dataset import AffectDataset, Modality
 from mmaffect.metrics import binary_metrics
+from mmaffect.models.registry import model_info
 from mmaffect.tasks import Task, empty_modalities
 
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
@@ -229,4 +230,5 @@ def test_library_messages_reach_stderr_once(tmp_path, capsys):
                      str(tmp_path / run)]) == 0
         out, err = capsys.readouterr()
         assert "validation search" not in out
-        assert err.count("validation search over 6 candidates chose") == 3  # one per fold, not duplicated
+        grid = len(model_info("linear").search["train.weight_decay"])
+        assert err.count(f"validation search over {grid} candidates chose") == 3  # one per fold, not duplicated

@@ -15,7 +15,8 @@ from mmaffect.settings import data_root
 
 _ERC = {"iemocap6-text": ("IEMOCAP", "6-class"), "meld7-text": ("MELD", "7-class emotion"),
         "meld3-text": ("MELD", "3-class sentiment")}
-_MMSA_NAMES = {"tfn": "tfn", "lmf": "lmf", "lf-dnn": "lf_dnn", "ef-lstm": "ef_lstm"}
+_MMSA_NAMES = {"tfn": "tfn", "lmf": "lmf", "lf-dnn": "lf_dnn", "ef-lstm": "ef_lstm", "mfn": "mfn",
+               "graph-mfn": "graph_mfn", "mult": "mult", "misa": "misa", "self-mm": "self_mm"}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from mmaffect.data.registry import register_dataset
 from mmaffect.errors import DataError
 
 FEATURES = "mosi_bclstm/mosi_bclstm_features.npz"
+TRANSCRIPTS = "mosi_bclstm/mosi_bclstm_transcripts.csv"
 VALID_VIDEOS = 10
 
 
@@ -45,6 +46,26 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(path, f"not a readable .npz file ({exc})") from exc
 
 
+def _read_transcripts(path: Path, ids: np.ndarray) -> np.ndarray | None:
+    """The transcript of every row, in the order of ``ids``; None when the file is absent.
+
+    Why optional: the features alone are the benchmark; the raw text only serves models with a
+    fine-tunable text encoder (token batches), so a copy of the data without it still loads."""
+    if not path.is_file():
+        return None
+    import pandas as pd  # only when the transcripts are there: reading the features needs no pandas
+
+    try:
+        frame = pd.read_csv(path, usecols=["utterance_id", "text"], dtype=str, keep_default_na=False)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(path, f"not a readable transcript CSV with utterance_id and text columns ({exc})") from exc
+    text = dict(zip(frame["utterance_id"], frame["text"]))
+    missing = [i for i in ids if i not in text]
+    if missing:
+        raise DataError(path, f"no transcript for {len(missing)} feature rows, e.g. {missing[0]!r}")
+    return np.array([text[i] for i in ids], dtype=str)
+
+
 def validation_videos(train_videos: np.ndarray, count: int = VALID_VIDEOS) -> np.ndarray:
     """The fixed validation carve-out: ``RandomState(0).permutation(sorted(train_videos))[:count]``."""
     return np.random.RandomState(0).permutation(sorted(set(train_videos.tolist())))[:count]
@@ -64,10 +85,12 @@ def load_mosi_bclstm(root: Path, sequences: bool = False) -> AffectDataset:
     if set(np.unique(split)) - {"train", "test"}:
         raise DataError(path, f"unexpected split values {sorted(set(np.unique(split)))}")
     videos = raw["video_id"].astype(str)
+    ids = raw["utterance_id"].astype(str)
     split[np.isin(videos, validation_videos(videos[split == "train"])) & (split == "train")] = "valid"
     return AffectDataset(
         name="mosi-bclstm",
-        ids=raw["utterance_id"].astype(str),
+        ids=ids,
+        text=_read_transcripts(root / TRANSCRIPTS, ids),
         modalities={m: Modality(torch.from_numpy(raw[key].astype(np.float32)))
                     for m, key in (("t", "text"), ("a", "audio"), ("v", "video"))},
         score=torch.from_numpy(raw["label"].astype(np.float32)),
