@@ -202,8 +202,13 @@ def _init_ray(address: str | None, cpus: int) -> None:
                  object_store_memory=300 * 1024 ** 2, _temp_dir=tempfile.mkdtemp(prefix="mmaffect_ray_"))
 
 
-def _trial_records(results, metric: str, mode: str, space: dict[str, Dimension]) -> list[dict]:
-    """Every trial: values, status, per-epoch history, best validation value and epoch."""
+def _trial_records(results, metric: str, mode: str, space: dict[str, Dimension], base: ExperimentConfig) -> list[dict]:
+    """Every trial: values, status, per-epoch history, best validation value and epoch.
+
+    Ray marks the last result of a trial ASHA stopped as ``done`` too, so the status is read from the
+    trainer's own stopping rule: a trial that ran all epochs, or ``patience`` epochs past its best
+    (the trainer's early stop; best = first epoch with the best value), completed; others ASHA stopped.
+    """
     records = []
     for result in results:
         frame = result.metrics_dataframe
@@ -214,8 +219,9 @@ def _trial_records(results, metric: str, mode: str, space: dict[str, Dimension])
         values = {k: result.config[k] for k in space}
         finite = [h for h in history if math.isfinite(h[metric])]
         best = (min if mode == "min" else max)(finite, key=lambda h: h[metric]) if finite else None
-        last = result.metrics or {}
-        status = "error" if result.error else "completed" if last.get("done") else "stopped early by ASHA"
+        epochs, train = len(history), with_values(base, values).train
+        finished = epochs >= train.epochs or (best is not None and epochs - best["epoch"] >= train.patience)
+        status = "error" if result.error else "completed" if finished else "stopped early by ASHA"
         records.append({"trial": Path(result.path).name, "values": values, "status": status,
                         "error": str(result.error).splitlines()[0] if result.error else None,
                         "epochs": len(history), f"best_{metric}": best[metric] if best else None,
@@ -254,7 +260,7 @@ def run_search(space: dict[str, Dimension], base: ExperimentConfig, data: Affect
     grid = tuner.fit()
     if len(grid) < trials or grid.num_terminated + grid.num_errors < len(grid):
         raise KeyboardInterrupt  # Ctrl-C: Ray saved the experiment and returned early; a re-run restores it
-    records = _trial_records(grid, metric, mode, space)
+    records = _trial_records(grid, metric, mode, space, base)
     atomic_write(output / "trials.jsonl",
                  lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
     scored = [r for r in records if r[f"best_{metric}"] is not None]
