@@ -153,7 +153,7 @@ def seed_spread(entries: list[dict]) -> str:
     for k, (model, value) in enumerate(sorted(refs, key=lambda r: r[1])):
         axis.axhline(value, color=f"C{k + 1}", linestyle="--", linewidth=1, label=f"published: {model} {value:g}")
     if refs:
-        axis.legend(fontsize=7, loc="lower right")
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not over the dots
     axis.set_xticks(range(len(entries)), [_name(e) for e in entries], rotation=30, ha="right", fontsize=8)
     axis.set_ylabel(f"test {metric}")
     axis.set_title(f"{metric} per run (dots) and mean (bar)", fontsize=9)
@@ -194,6 +194,8 @@ def per_class_f1(entries: list[dict]) -> str | None:
         axis.bar(np.arange(len(names)) + k * width - 0.4 + width / 2, f1, width, label=_name(entry))
     axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     axis.set_ylabel("test F1 (%)")
+    axis.set_ylim(0, 125)  # room for the legend above the bars
+    axis.set_yticks(range(0, 101, 20))
     axis.set_title("per-class F1, mean over runs", fontsize=9)
     axis.legend(fontsize=7, ncol=min(4, len(reports)))
     return _png(figure)
@@ -233,6 +235,8 @@ def ablation_bars(entries: list[dict]) -> str | None:
     means = [e["results"]["test"][metric]["mean"] for e in subsets]
     stds = [e["results"]["test"][metric]["std"] for e in subsets]
     axis.bar(range(len(subsets)), means, yerr=stds, capsize=3, color="C4")
+    low, high = min(np.subtract(means, stds)), max(np.add(means, stds))
+    axis.set_ylim(max(0.0, low - 0.15 * (high - low) - 1), high + 0.1 * (high - low) + 1)  # zoom on the differences
     axis.set_xticks(range(len(subsets)), [e["cell"].modalities for e in subsets], fontsize=8)
     axis.set_ylabel(f"test {metric}")
     axis.set_title(f"modality ablation: {subsets[0]['cell'].model} (mean ± std over runs)", fontsize=9)
@@ -241,9 +245,10 @@ def ablation_bars(entries: list[dict]) -> str | None:
 
 # ---- page ------------------------------------------------------------------------------------
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1250px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px}
-th{background:#f3f3f3}td:first-child{white-space:nowrap}.plots img{margin:4px;vertical-align:top}
+th{background:#f3f3f3}td{white-space:nowrap}td:first-child{white-space:normal;min-width:14em;max-width:26em}
+.plots img{margin:4px;vertical-align:top}
 .note{color:#555;font-size:.9em}"""
 
 
