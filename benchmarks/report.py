@@ -376,13 +376,19 @@ def seeds_000_002() -> str:
     for group, label, metrics in SEED_GROUPS:
         for name, r in data["rows"].items():
             if name.split("_")[0] == group:
-                rows.append([label, name.split("_", 1)[1], values(r["test"], metrics), str(r["runs"]),
+                model = name.split("_", 1)[1]
+                model = "*floor:* linear (weight decay chosen on valid)" if model == "linear" else model
+                rows.append([label, model, values(r["test"], metrics), str(r["runs"]),
                              f"{r['n_params']:,}", f"{r['seconds_per_epoch']:.2f}", f"{r['train_seconds']:.0f}",
                              r.get("published", "–")])
         for base in SEED_BASELINE_FILES.get(group, []):
             r = load(f"{base}.json")
             rows.append([label, r["model"] + " (`benchmarks/baselines.sh`)", values(r["test"], metrics),
                          str(len(r["test"][metrics[0]]["per_run"])), f"{r['n_params']:,}", "–", "–", "–"])
+        if group == "mosi":  # benchmarks/floors.py, same split
+            tav = load("floors.json")["floors"]["mosi-bclstm"]["logreg_tav"]
+            rows.append([label, "*floor:* logistic regression on the sign, t+a+v (`benchmarks/floors.py`)",
+                         ", ".join(f"{m} {tav[m]:.1f}" for m in metrics if m in tav), "–", "–", "–", "–", "–"])
         if group in data["floors"]:
             floor = data["floors"][group]
             rows.append([label, "*floor:* training-majority class", values(floor, metrics), "–", "–", "–", "–", "–"])
