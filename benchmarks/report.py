@@ -294,7 +294,10 @@ SEEDS_METRICS = ["acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr"]
 
 
 def _seeds_row(row: dict, metrics: list[str]) -> list[str]:
+    """Seeds, then mean ± std per metric (the mean alone for a single run: no spread was measured)."""
     seeds = ",".join(map(str, row["seeds"])) + ("" if row["complete"] else " (unfinished)")
+    if len(row["test"][metrics[0]]["per_run"]) == 1:
+        return [seeds] + [f"{row['test'][m]['mean']:.{digits(m)}f}" for m in metrics]
     return [seeds] + [cell(row["test"], m) for m in metrics]
 
 
@@ -447,7 +450,8 @@ TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floor
           "context-models": context_models, "context-finetuned": context_finetuned,
           "small-data": small_data, "seeds-000-002": seeds_000_002,
           "int2-heads": int2_heads}
-TABLES |= {"seeds-mosi": seeds_mosi, "seeds-runtime": seeds_runtime}  # issue 18 (seeds 003/004)
+TABLES |= {"seeds-mosi": seeds_mosi, "seeds-runtime": seeds_runtime, "seeds-text": seeds_text,  # issue 18
+           "seeds-clips": seeds_clips}
 
 if (RESULTS / "vs_mmsa.json").exists():  # issue 22: bash benchmarks/vs_mmsa/run.sh
     TABLES["vs-mmsa"] = vs_mmsa
