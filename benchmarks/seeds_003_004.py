@@ -10,14 +10,16 @@ different ``--variants`` of one suite can share WORK and the output file):
 
     /work/coord/heavy python benchmarks/seeds_003_004.py --suite mosi [--variants a,b] [--work DIR]
     python benchmarks/seeds_003_004.py --suite mosi --collect      # only rebuild the JSON
-    python benchmarks/seeds_003_004.py --table mosi|runtime|text|clips
+
+``python benchmarks/report.py`` prints the README tables from the JSON files.
 
 Suites (output ``benchmarks/results/seeds_003_004_<suite>.json``):
 
-* ``mosi``: mosi-bclstm, seeds 0-4; MRE and SemanticMAC full and with each switch off, TFN and LMF
-  (their own recipes, as in the README) as the foundation baselines;
-* ``runtime``: seconds per epoch and per run of the full models and baselines of ``mosi`` (read from
-  those runs, 1 thread inside the CPU queue) as ratios to MRE, plus MulT when it is registered;
+* ``mosi``: mosi-bclstm; MRE and SemanticMAC full and with each switch off, TFN and LMF (their own
+  recipes, as in the README) as the foundation baselines, MulT for the runtime table; seeds 0-4,
+  the SemanticMAC ablations seeds 0-2 (``SMAC_ABLATION_SEEDS``);
+* ``runtime``: seconds per epoch (``mmaffect benchmark train-speed``, 1 thread) and per run (x the
+  mean epochs of the ``mosi`` runs) of MRE, SemanticMAC, TFN, LMF and MulT, as ratios to MRE;
 * ``text``: iemocap6-text and meld7-text, SemanticMAC and MRE beside text-mlp / text-finetune;
 * ``clips``: the 40 IEMOCAP clips (``cache:`` features), 5-fold CV grouped by dialogue, beside
   late-fusion;
