@@ -136,7 +136,7 @@ def test_take_and_modality_selection():
     sub = data.take([3, 0])
     assert sub.ids.tolist() == ["d", "a"] and sub.split.tolist() == ["test", "train"]
     assert list(data.with_modalities(["a"]).modalities) == ["a"]
-    with pytest.raises(ValueError, match="has no modality v"):
+    with pytest.raises(ConfigError, match="has no modality v"):
         data.with_modalities(["v"])
     with pytest.raises(ValueError, match="not unique"):
         AffectDataset(name="dup", ids=np.array(["a", "a"]), modalities={"t": Modality(torch.zeros(2, 1))})

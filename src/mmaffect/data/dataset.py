@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmaffect.errors import ConfigError
+
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "video"}
 NEEDS = ("vectors", "sequences", "sequences?", "frames", "tokens", "dialogues")
 _ROW_FIELDS = ("score", "label", "labels", "split", "fold", "dialogue_id", "speaker", "utt_index", "context",
@@ -218,10 +220,11 @@ class AffectDataset:
         )
 
     def with_modalities(self, keys: Sequence[str]) -> AffectDataset:
-        """Keep only the named modalities (for ablations); error if one is missing."""
+        """Keep only the named modalities (for ablations); a ConfigError (the user's ``--modalities`` or a
+        suite's ablation named it) if one is missing."""
         missing = [k for k in keys if k not in self.modalities]
         if missing:
-            raise ValueError(f"{self.name} has no modality {', '.join(missing)}; "
+            raise ConfigError(f"{self.name} has no modality {', '.join(missing)}; "
                              f"it has {', '.join(self.modalities)}")
         return replace(self, modalities={k: self.modalities[k] for k in keys})
 

@@ -59,7 +59,7 @@ def _read_transcripts(path: Path, ids: np.ndarray) -> np.ndarray | None:
         frame = pd.read_csv(path, usecols=["utterance_id", "text"], dtype=str, keep_default_na=False)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(path, f"not a readable transcript CSV with utterance_id and text columns ({exc})") from exc
-    text = dict(zip(frame["utterance_id"], frame["text"]))
+    text = dict(zip(frame["utterance_id"], frame["text"], strict=True))
     missing = [i for i in ids if i not in text]
     if missing:
         raise DataError(path, f"no transcript for {len(missing)} feature rows, e.g. {missing[0]!r}")
