@@ -38,8 +38,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmaffect.data import load_dataset
-from mmaffect.data.registry import register_prefix
 from mmaffect.inference import load_model
 from mmaffect.io import check_output_dir, check_output_file, write_json
 from mmaffect.models.blocks.voting import TIE_BREAKS, majority_vote, vote_counts
@@ -51,7 +49,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OUTPUT = RESULTS / "seeds_000_002.json"
 SEEDS = [0, 1, 2]
 CLIPS_CV = {"folds": 5, "group_by": "dialogue_id"}
-SENTIMENT3 = ["negative", "neutral", "positive"]
 # The seed papers' own numbers (SEEDS_SPEC §1.6, §2.5, §3.6-3.7) and how their data differ from ours
 PUBLISHED = {
     "clips_int2-m3ap": "INT2-M3AP acc 93.0 (vote), image alone 96.04: IEMOCAP 4 classes, random 8:1:1 utterance "
@@ -70,17 +67,6 @@ PUBLISHED = {
     "meld7-text_deepmsi-mer": "DeepMSI-MER text only acc 65.25, F1w 64.08: 10-fold CV with test-fold "
                               "selection, fine-tuned BERT-large (ours: official split, frozen MiniLM)",
 }
-
-
-@register_prefix("sentiment3", description="a sentiment dataset with 3 classes from its score: "
-                                           "round(clip(score, -1, 1)) -> negative / neutral / positive")
-def load_sentiment3(argument: str, sequences: bool = False, **options) -> object:
-    """``sentiment3:mosi-bclstm``: the rows, split and features of the named dataset with class labels
-    from its score, binned as MOSI's acc3 bins it (numpy rounds half to even: 0.5 -> neutral)."""
-    data = load_dataset(argument, sequences=sequences, **options)
-    label = torch.from_numpy(np.round(np.clip(data.score.numpy(), -1.0, 1.0)).astype(np.int64) + 1)
-    return replace(data, name=f"sentiment3:{data.name}", label=label, class_names=list(SENTIMENT3),
-                   default_task="classification")
 
 
 def experiments(clips: str) -> dict[str, dict]:

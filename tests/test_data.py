@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,3 +154,20 @@ def test_standardizer_uses_training_rows_only():
     assert float(seq.sequence[1, 1:].abs().sum()) == 0.0  # padding stays zero
     restored = Standardizer.from_tensors(Standardizer.fit(data, train).to_tensors())
     torch.testing.assert_close(restored.apply(data).modalities["a"].vector, normed.modalities["a"].vector)
+
+
+def test_sentiment3_bins_the_score_as_acc3_does(monkeypatch):
+    """``sentiment3:NAME`` keeps rows and split and labels round(clip(score, -1, 1)): -0.6 is negative,
+    0.5 rounds half to even (neutral), 0.6 positive; a dataset without a score is a one-line error."""
+    from mmaffect.data import sentiment3
+
+    scores = torch.tensor([-2.5, -0.6, 0.5, 0.6, 3.0])
+    toy = AffectDataset(name="toy", ids=np.array(list("abcde")), modalities={"t": Modality(torch.zeros(5, 2))},
+                        score=scores, split=np.array(["train"] * 3 + ["test"] * 2))
+    monkeypatch.setattr(sentiment3, "load_dataset", lambda name, **_: toy)
+    data = load_dataset("sentiment3:toy")
+    assert data.label.tolist() == [0, 0, 1, 2, 2]
+    assert data.class_names == ["negative", "neutral", "positive"] and data.split.tolist() == toy.split.tolist()
+    monkeypatch.setattr(sentiment3, "load_dataset", lambda name, **_: replace(toy, score=None))
+    with pytest.raises(ConfigError, match="no sentiment score"):
+        load_dataset("sentiment3:toy")
