@@ -290,3 +290,59 @@ def test_deepmsi_forward_loss_and_ablations():
     assert len(no_vsc.vsc) == 0 and no_vsc(batch)["logits"].shape == (n, 3)
     with pytest.raises(ConfigError, match="keep_ratios"):
         create_model("deepmsi-mer", spec, keep_ratios=(0.5, 0.0))
+
+
+# ---------------------------------------------------------------- cache: relabelled from a label file (4-class setup)
+
+
+def _write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_read_label_file_skips_missing_cells_and_rejects_bad_files(tmp_path):
+    from mmaffect.data.cache import read_label_file
+    from mmaffect.errors import DataError
+
+    good = _write(tmp_path / "m.csv", 'utterance_id,transcript,superb4_label\n'
+                                      'u1,"Hi, there",hap\nu2,Why?,\nu3,"said ""no""",NA\nu4,ok, sad \n')
+    assert read_label_file(good, "superb4_label", "utterance_id") == {"u1": "hap", "u4": "sad"}
+    with pytest.raises(DataError, match=r"m.csv: no column 'id', 'emo' \(columns: utterance_id, transcript"):
+        read_label_file(good, "emo", "id")
+    twice = _write(tmp_path / "twice.csv", "id,label\nu1,hap\nu2,\nu2,sad\n")
+    with pytest.raises(DataError, match="twice.csv: row 4: id 'u2' appears twice in column 'id'"):
+        read_label_file(twice, "label", "id")
+    with pytest.raises(DataError, match="nope.csv: label file not found"):
+        read_label_file(tmp_path / "nope.csv", "label", "id")
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"id,label\nu1,\xff\xfe\n")
+    with pytest.raises(DataError, match="bin.csv: not a readable UTF-8 CSV"):
+        read_label_file(binary, "label", "id")
+
+
+def test_cache_reader_takes_its_classes_from_a_label_file(tmp_path):
+    """Three audio items extracted with 8-class labels, read back with the 4-class labels of a CSV: the
+    item without one is left out, the features of the others are the ones of the plain read."""
+    try:
+        import media_factory as mf
+    except ModuleNotFoundError:  # tests/ imported as a package
+        from tests import media_factory as mf
+    from mmaffect.data.cache import load_cache
+    from mmaffect.errors import DataError
+    from mmaffect.extraction.pipeline import ExtractItem, extract
+
+    items = [ExtractItem(f"u{i}", mf.write_wav(tmp_path / f"u{i}.wav", mf.tone(0.5, 220.0 * (i + 1))), text="hello",
+                         meta={"label": label}) for i, label in enumerate(("exc", "fru", "sad"))]
+    extract(items, tmp_path / "cache", workers=1, progress=False)
+    labels = _write(tmp_path / "labels.csv", "utterance_id,superb4_label\nu0,hap\nu1,\nu2,sad\n")
+    plain = load_cache(str(tmp_path / "cache"))
+    four = load_cache(str(tmp_path / "cache"), label_file=str(labels), label="superb4_label", label_id="utterance_id")
+    assert plain.class_names == ["exc", "fru", "sad"] and four.class_names == ["hap", "sad"]
+    assert four.ids.tolist() == ["u0", "u2"] and four.label.tolist() == [0, 1]
+    assert four.meta["unlabelled"] == ["u1"] and "superb4_label" in four.meta["labels_from"]
+    assert torch.equal(four.modalities["a"].vector, plain.modalities["a"].vector[[0, 2]])
+    none = _write(tmp_path / "none.csv", "utterance_id,superb4_label\nx9,hap\n")
+    with pytest.raises(DataError, match="none.csv: gives no item of the cache a 'superb4_label'"):
+        load_cache(str(tmp_path / "cache"), label_file=str(none), label="superb4_label", label_id="utterance_id")
+    with pytest.raises(ConfigError, match="label_file needs the label option"):
+        load_cache(str(tmp_path / "cache"), label_file=str(labels), label=None)

@@ -25,7 +25,7 @@ __all__ = ["load_cache"]
 
 _OPTIONS = {"label": "label", "score": "score", "split": "split", "fold": "fold", "speaker": "speaker",
             "dialogue_id": "dialogue_id", "utt_index": "utt_index", "fps": None, "audio_vector": None,
-            "audio_sequence": "steps", "speaker_norm": False}
+            "audio_sequence": "steps", "speaker_norm": False, "label_file": None, "label_id": "id"}
 
 
 def _column(records: list[dict], key: str | None) -> list | None:
@@ -58,6 +58,51 @@ def _ints_or_str(values: list) -> np.ndarray:
     if all(f.is_integer() for f in floats):
         return np.asarray([int(f) for f in floats], dtype=np.int64)
     return np.asarray([str(v) for v in values], dtype=str)
+
+
+def read_label_file(path: Path, column: str, id_column: str) -> dict[str, str]:
+    """Item id -> class from a CSV's ``id_column`` and ``column``; rows whose class cell is empty or a
+    pandas missing-value marker (``NA``, ``nan``, ...) are left out.
+
+    Why: a cache stores the labels its extraction was given; another label set of the same items (e.g.
+    IEMOCAP's 4-class ``superb4_label`` of a manifest) should not need the media extracted again.
+    """
+    import csv
+
+    from mmaffect.data.manifest.rows import MISSING
+
+    if not path.is_file():
+        raise DataError(path, "label file not found")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            lacking = [c for c in (id_column, column) if c not in header]
+            if lacking:
+                raise DataError(path, f"no column {', '.join(map(repr, lacking))} (columns: {', '.join(header)})")
+            labels: dict[str, str] = {}
+            seen: set[str] = set()
+            for row, record in enumerate(reader, start=2):
+                item, value = (record[id_column] or "").strip(), (record[column] or "").strip()
+                if item in seen:
+                    raise DataError(path, f"row {row}: id {item!r} appears twice in column {id_column!r}")
+                seen.add(item)
+                if value not in MISSING:
+                    labels[item] = value
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(path, f"not a readable UTF-8 CSV ({exc})") from exc
+    return labels
+
+
+def _relabel(records: list[dict], label_file: Path, column: str | None, id_column: str) -> tuple[list[dict], list[str]]:
+    """The records the label file gives a class (their meta ``column`` set to it), and the ids left out."""
+    if not column:
+        raise ConfigError("cache: label_file needs the label option to name its class column")
+    labels = read_label_file(label_file, column, id_column)
+    kept = [{**r, "meta": {**(r.get("meta") or {}), column: labels[r["id"]]}} for r in records if r["id"] in labels]
+    if not kept:
+        raise DataError(label_file, f"gives no item of the cache a {column!r} (ids from column {id_column!r})")
+    return kept, [r["id"] for r in records if r["id"] not in labels]
 
 
 def load_face_crops(path: Path, ids: np.ndarray) -> FrameSequences:
@@ -101,6 +146,9 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
     :func:`~mmaffect.extraction.cache.cache_modalities`; the choice is recorded in the recipe).
     ``speaker_norm``: z-score the audio features within each speaker (all of the speaker's items,
     no targets; see :func:`~mmaffect.extraction.cache.speaker_normalize`); needs a speaker column.
+    ``label_file``: a CSV giving the classes instead of the metadata (column ``label``, items matched on
+    its column ``label_id`` [id]); items it gives no class are left out (logged and listed in
+    ``meta["unlabelled"]``), so one cache serves several label sets (:func:`read_label_file`).
 
     The stored face crops are not read here: the dataset reads them from the cache the first time a
     model needs them (``AffectModel.needs`` ``"frames"``, :func:`load_face_crops`).
@@ -123,6 +171,11 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
                         " ..." if len(failed) > 3 else "")
         if not ok:
             raise DataError(path, "no successfully extracted items in this cache")
+        if opts["label_file"]:
+            ok, unlabelled = _relabel(ok, Path(opts["label_file"]).expanduser(), opts["label"], opts["label_id"])
+            if unlabelled:
+                log.warning("cache:%s: %d item(s) have no %r in %s and are left out", path, len(unlabelled),
+                            opts["label"], opts["label_file"])
         ids = [r["id"] for r in ok]
         modalities, recipe = cache_modalities(cache, ids, sequences, fps=opts["fps"],
                                               audio_vector_parts=opts["audio_vector"],
@@ -174,6 +227,8 @@ def load_cache(argument: str, sequences: bool = False, **options) -> AffectDatas
         group=None if speaker is None else np.asarray([str(v) for v in speaker], dtype=str),
         default_task=default_task,
         meta={**text_recipe, "features": recipe, "source": str(path), "format": "mmaffect feature cache",
-              "skipped": {r["id"]: r.get("reason") for r in failed}},
+              "skipped": {r["id"]: r.get("reason") for r in failed},
+              **({"labels_from": f"{opts['label_file']} (column {opts['label']})",
+                  "unlabelled": unlabelled} if opts["label_file"] else {})},
         frame_loader=partial(load_face_crops, path),
     )
