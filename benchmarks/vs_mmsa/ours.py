@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -42,9 +43,13 @@ def main() -> None:
         config = load_config(None, {"dataset": f"mmsa:{options.data.resolve()}", "model": options.model,
                                     "seeds": [seed], "train.patience": PATIENCE, "train.select": "loss"})
         load_before = os.getloadavg()[0]
+        started = time.perf_counter()
         results = run_experiment(config, options.work / options.model / f"seed{seed}", progress=False)
+        run_seconds = time.perf_counter() - started
         record = {"toolkit": "mmaffect", "model": options.model, "seed": seed,
                   "train_seconds": results["train_seconds"], "epochs_run": results["epochs_run"][0],
+                  # the whole run: data loading, standardising, the epochs, checkpoint writes, test, files
+                  "run_seconds": run_seconds,
                   "seconds_per_epoch": results["seconds_per_epoch"],
                   "loadavg_1min": [load_before, os.getloadavg()[0]],
                   "test": {k: v["per_run"][0] for k, v in results["test"].items()},

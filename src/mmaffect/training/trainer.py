@@ -195,12 +195,18 @@ def total_loss(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
 
 
 def evaluate_rows(model: AffectModel, data: AffectDataset, rows: np.ndarray, task: Task,
-                  cfg: TrainConfig) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Task loss and metrics on ``rows``; returns ``(metrics incl. "loss", predictions)``."""
+                  cfg: TrainConfig, metrics: bool = True) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Task loss and metrics on ``rows``; returns ``(metrics incl. "loss", predictions)``.
+
+    ``metrics=False`` returns the loss alone: selecting on validation loss needs nothing else each
+    epoch, and the scalar metrics (sklearn F1 etc.) cost more than a small model's validation pass.
+    """
     outputs = predict_outputs(model, data, rows, cfg.eval_batch_size, cfg=cfg)
     targets = target_rows(data, rows)
     loss = float(total_loss(task.losses(outputs, targets), cfg.loss_weights))
     pred = task.predictions(outputs)
+    if not metrics:
+        return {"loss": loss}, pred
     return {"loss": loss, **task.metrics(pred, {k: v.numpy() for k, v in targets.items()})}, pred
 
 
@@ -364,7 +370,7 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
         model.on_epoch_end(EpochState(
             epoch=epoch + 1, data=data, train_rows=train_rows,
             outputs=lambda rows: predict_outputs(model, data, rows, cfg.eval_batch_size, keys=None, cfg=cfg)))
-        valid_metrics, _ = evaluate_rows(model, data, valid_rows, task, cfg)
+        valid_metrics, _ = evaluate_rows(model, data, valid_rows, task, cfg, metrics=select != "loss")
         value = valid_metrics.get(select)
         if value is None:
             raise ConfigError(f"train.select={select!r} is not a validation metric; "
