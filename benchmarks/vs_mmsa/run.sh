@@ -4,8 +4,8 @@
 #
 #   bash benchmarks/vs_mmsa/run.sh [WORK_DIR]        (mmaffect venv active; default WORK_DIR /work/runs/vs_mmsa)
 #
-# Environment: MODELS (default "tfn lmf misa self_mm mult"), SEEDS (default 1111,1112,1113: the committed
-# results; MMSA's own default is 1111-1115, about 10 more minutes here).
+# Environment: MODELS (default "tfn lmf misa self_mm mult"), SEEDS (default 1111-1115, MMSA's own seeds
+# and the committed results).
 # Writes benchmarks/results/vs_mmsa.json and prints the table. Re-running resumes (finished seeds are
 # kept in WORK_DIR/*.jsonl). The MMSA venv is WORK_DIR/mmsa-venv, never inside the repository.
 set -euo pipefail
@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=${1:-/work/runs/vs_mmsa}
 models=${MODELS:-tfn lmf misa self_mm mult}
-seeds=${SEEDS:-1111,1112,1113}
+seeds=${SEEDS:-1111,1112,1113,1114,1115}
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1
 mkdir -p "$work"
 bash "$here/setup_venv.sh" "$work/mmsa-venv"
