@@ -8,6 +8,10 @@ killed job resumes where it stopped and finished runs are read back. Data:
   5-fold CV grouped by dialogue (valid = the next fold), seeds 0-2: the seed methods end to end from
   the cache (ST-3DH reads the 48x48 face crops through its 3-D Harris CNN, INT2-M3AP's image net is a
   CNN over the crops, DeepMSI-MER compresses the per-frame visual tokens), TFN, LMF and late-fusion.
+* ``clips4``: INT2-M3AP's 4-class emotion setup on the same cache: the 25 clips with a ``superb4_label``
+  in the clips' manifest (neu, hap = happy + excited, ang, sad; 5/10/5/5) relabelled through the reader's
+  ``label_file`` option (the other 15 are left out), the same CV and seeds, beside the linear floor and
+  late-fusion.
 * ``mosi``: CMU-MOSI bc-LSTM utterance vectors, the bc-LSTM video split, seeds 0-2: INT2-M3AP and ST-3DH
   as L1 regressors (``sentiment`` task); TFN/LMF/LF-DNN rows come from ``mosi-bclstm_*.json`` (same
   split and seeds, ``benchmarks/baselines.sh``).
@@ -23,7 +27,7 @@ single member (chosen on validation, and the test oracle) comes from the same we
 ``benchmarks/results/seeds_000_002.json`` after every experiment:
 
     OMP_WAIT_POLICY=PASSIVE /work/coord/heavy python benchmarks/seeds_000_002.py --work DIR \
-        [--only clips_st3dh,mosi_int2-m3ap] [--clips /work/cache/clips]
+        [--only clips_st3dh,mosi_int2-m3ap] [--clips /work/cache/clips] [--manifest CLIPS_MANIFEST]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import torch
 from mmaffect.inference import load_model
 from mmaffect.io import check_output_dir, check_output_file, write_json
 from mmaffect.models.blocks.voting import TIE_BREAKS, majority_vote, vote_counts
+from mmaffect.settings import data_root
 from mmaffect.training.config import load_config
 from mmaffect.training.runs import load_experiment_data, run_experiment
 from mmaffect.training.trainer import predict_outputs, target_rows
@@ -49,10 +54,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OUTPUT = RESULTS / "seeds_000_002.json"
 SEEDS = [0, 1, 2]
 CLIPS_CV = {"folds": 5, "group_by": "dialogue_id"}
+# floors of the training-majority class are measured for the classification groups
+FLOOR_GROUPS = ("clips", "clips4", "mosi3")
 # The seed papers' own numbers (SEEDS_SPEC §1.6, §2.5, §3.6-3.7) and how their data differ from ours
 PUBLISHED = {
     "clips_int2-m3ap": "INT2-M3AP acc 93.0 (vote), image alone 96.04: IEMOCAP 4 classes, random 8:1:1 utterance "
                        "split of 5,531 utterances (speakers and dialogues in train and test), VGG features",
+    "clips4_int2-m3ap": "INT2-M3AP acc 93.0 (vote), image alone 96.04: the same 4 classes (happy + excited) "
+                        "of 5,531 IEMOCAP utterances, random 8:1:1 utterance split (speakers and dialogues in "
+                        "train and test), VGG features",
     "clips_deepmsi-mer": "DeepMSI-MER acc 84.7, F1w 84.7: IEMOCAP 6 classes, 10-fold CV with the epoch chosen on "
                          "the test fold, fine-tuned BERT-large / wav2vec 2.0 / Swin",
     "clips_st3dh": "none on IEMOCAP (the paper reports MOSI only)",
@@ -69,11 +79,13 @@ PUBLISHED = {
 }
 
 
-def experiments(clips: str) -> dict[str, dict]:
+def experiments(clips: str, manifest: str) -> dict[str, dict]:
     """Name -> ``load_config`` overrides. Shorter schedules than the papers' (patience 10) to fit the
     compute budget; each model's own recipe otherwise (``train_defaults``)."""
     cache = f"cache:{clips}"
     short = {"train.patience": 10, "train.epochs": 60}
+    four = {"dataset": cache, "cv": CLIPS_CV,
+            "dataset_args": {"label_file": manifest, "label": "superb4_label", "label_id": "utterance_id"}}
     return {
         "clips_int2-m3ap": {"dataset": cache, "model": "int2-m3ap", "cv": CLIPS_CV, **short,
                             "model_args": {"image": "crops"}},
@@ -86,6 +98,9 @@ def experiments(clips: str) -> dict[str, dict]:
         "clips_lmf": {"dataset": cache, "model": "lmf", "cv": CLIPS_CV},
         "clips_late-fusion": {"dataset": cache, "model": "late-fusion", "cv": CLIPS_CV},
         "clips_linear": {"dataset": cache, "model": "linear", "cv": CLIPS_CV},
+        "clips4_int2-m3ap": {**four, "model": "int2-m3ap", **short, "model_args": {"image": "crops"}},
+        "clips4_late-fusion": {**four, "model": "late-fusion"},
+        "clips4_linear": {**four, "model": "linear"},
         "mosi_st3dh": {"dataset": "mosi-bclstm", "model": "st3dh", "model_args": {"max_len": 1}},
         "mosi_int2-m3ap": {"dataset": "mosi-bclstm", "model": "int2-m3ap", **short},
         "mosi3_int2-m3ap": {"dataset": "sentiment3:mosi-bclstm", "model": "int2-m3ap", **short},
@@ -199,6 +214,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", required=True, help="folder for the run folders (outside the repository)")
     parser.add_argument("--clips", default="/work/cache/clips", help="the IEMOCAP clip cache of `mmaffect extract`")
+    parser.add_argument("--manifest", default=str(data_root() / "iemocap_clips" / "manifest.csv"),
+                        help="the clips' manifest, whose superb4_label column gives the 4-class labels")
     parser.add_argument("--only", default=None, help="comma-separated experiment names (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(OUTPUT))
@@ -210,7 +227,7 @@ def main() -> None:
     work = Path(args.work)
     check_output_dir(work)
     check_output_file(args.output)
-    table = experiments(args.clips)
+    table = experiments(args.clips, args.manifest)
     names = list(table) if args.only is None else args.only.split(",")
     unknown = sorted(set(names) - set(table))
     if unknown:
@@ -224,7 +241,7 @@ def main() -> None:
         group = name.split("_")[0]
         have = json.loads(Path(args.output).read_text()).get("floors", {}) if Path(args.output).exists() else {}
         floor = majority_floor(load_experiment_data(config), config) \
-            if group in ("clips", "mosi3") and group not in have else None
+            if group in FLOOR_GROUPS and group not in have else None
         # re-read just before writing: two jobs (one per queue slot) may fill the same file
         previous = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
         rows, floors = previous.get("rows", {}), previous.get("floors", {})
