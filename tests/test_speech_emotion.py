@@ -250,6 +250,20 @@ def test_predict_reads_a_cache_with_the_recipes_reader_options(voice_model, voic
     assert probs and (predicted.loc[training.index, probs] - training[probs]).abs().max().max() < 1e-5
 
 
+def test_predict_media_extracts_the_audio_vector_the_model_was_trained_on(voice_model, audio_files):
+    """``predict(media=...)`` on a model trained with ``audio_vector: whisper`` re-extracts the file and
+    reads the Whisper vector (not the cache's default, 230 wide): the training run's probabilities back."""
+    import pandas as pd
+
+    import mmaffect
+
+    predictor = mmaffect.load(voice_model / "model.safetensors")
+    result = predictor.predict(media=audio_files["wav"])
+    training = pd.read_csv(voice_model / "predictions.csv").set_index("id")
+    for name, prob in result["probabilities"].items():
+        assert abs(prob - training.loc["wav", f"prob_{name}"]) < 1e-4
+
+
 def test_analyze_a_voice_recording_without_video_or_asr(voice_model, audio_files, tmp_path, capsys, monkeypatch):
     """`analyze VOICE.wav --asr never` with a voice-only model: segments from voice activity, every
     contribution the voice's, JSON and timeline; no recogniser is loaded; the default for a file without
@@ -291,13 +305,13 @@ def test_analyze_a_voice_recording_without_video_or_asr(voice_model, audio_files
 
 
 def test_analyze_refuses_speaker_normalised_models():
-    from mmaffect.analysis import reader_options
     from mmaffect.errors import DataError
+    from mmaffect.predictor import audio_reader_options
 
-    assert reader_options({"audio_vector": "whisper", "speaker_norm": False, "fps": 2}, "m") == \
+    assert audio_reader_options({"audio_vector": "whisper", "speaker_norm": False, "fps": 2}, "m") == \
         {"audio_vector": "whisper"}
     with pytest.raises(DataError, match="m: trained with speaker_norm"):
-        reader_options({"audio_vector": "whisper", "speaker_norm": True}, "m")
+        audio_reader_options({"audio_vector": "whisper", "speaker_norm": True}, "m")
 
 
 def test_silence_db_decides_which_quiet_files_are_silent(tmp_path):

@@ -21,7 +21,6 @@ standardisation), normalised to sum to one over the modalities.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmaffect.data.dataset import AffectDataset
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference import LoadedModel
-from mmaffect.predictor import Predictor, load
+from mmaffect.predictor import Predictor, audio_reader_options, load
 
 MAX_SEGMENT = 12.0  # seconds; longer speech runs are cut into equal parts
 MERGE_GAP = 0.5  # seconds of silence below which two speech runs are one utterance
@@ -142,7 +140,7 @@ class Analyzer:
         if not self.predictor.classes:
             raise DataError(checkpoint, "analyze needs a classification model (it has no classes)")
         self.models = self.predictor.models
-        self.reader = reader_options(self.predictor.recipe.dataset_args, checkpoint)
+        self.reader = audio_reader_options(self.predictor.recipe.dataset_args, checkpoint)
         self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per file
         self.pad = pad
         self.threads = threads  # the one --threads setting: Whisper and the face/audio extractors use it
@@ -168,7 +166,7 @@ class Analyzer:
         windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
         windows = pad_windows(windows, self.pad, duration)
         items = [(f"segment{i:03d}", video, w.text, w.start, w.end) for i, w in enumerate(windows)]
-        data, failed, records = segment_features(self.predictor, self.config, self.reader, items, self.threads)
+        data, failed, records = self.predictor.media_features(items, config=self.config, threads=self.threads)
         if data is None:
             raise DataError(video, f"no segment could be analysed ({next(iter(failed.values()))})")
         probs, contributions, source = _predict(self.models, data)
@@ -197,57 +195,6 @@ class Analyzer:
                 "failed": [{"id": i, "start": window_of[i].start, "end": window_of[i].end, "reason": r}
                            for i, r in failed.items()],
                 "seconds": time.perf_counter() - started}
-
-
-def reader_options(dataset_args: dict, checkpoint: str | Path) -> dict:
-    """The ``cache:`` reader options a model was trained with that shape its audio input.
-
-    ``speaker_norm`` is refused: it standardises each speaker over all of their utterances, and one
-    file's few segments (one, for a short recording) are no estimate of a speaker's voice."""
-    if dataset_args.get("speaker_norm"):
-        raise DataError(checkpoint, "trained with speaker_norm (per-speaker statistics over many utterances); "
-                                    "analyze sees one file: use a model trained without it")
-    return {k: dataset_args[k] for k in ("audio_vector", "audio_sequence") if dataset_args.get(k)}
-
-
-def segment_features(predictor: Predictor, config, reader: dict, items: list[tuple], threads: int
-                     ) -> tuple[AffectDataset | None, dict[str, str], dict]:
-    """Extract ``(id, path, text, start, end)`` windows with ``config`` into a temporary cache and read
-    them back as the model's modalities, with the model's audio ``reader`` options.
-
-    Returns ``(data or None if nothing was extracted, {id: why it failed}, {id: cache record})``. Like
-    :meth:`mmaffect.predictor.Predictor.media_features`, which does not yet pass reader options (a
-    model trained on ``audio_vector: whisper`` would get the default audio vector there)."""
-    from mmaffect.extraction import ExtractItem, FeatureCache, cache_modalities, extract
-
-    recipe = predictor.recipe
-    if recipe.media and not recipe.extraction:
-        raise DataError(predictor.source, f"its audio/visual inputs come from {recipe.dataset}, not from "
-                                          "`mmaffect extract`: it cannot read media files")
-    extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
-    with tempfile.TemporaryDirectory(prefix="mmaffect-analyze-") as tmp:
-        folder = Path(tmp) / "cache"
-        report = extract(extract_items, folder, config, workers=1, threads=threads, progress=False)
-        failed = dict(report.failed)
-        ok = [i for i, *_ in items if i not in failed]
-        if not ok:
-            return None, failed, {}
-        with FeatureCache(folder) as cache:
-            records = cache.records()
-            modalities, media_recipe = cache_modalities(
-                cache, ok, predictor.sequences, fps=recipe.step_fps, audio_vector_parts=reader.get("audio_vector"),
-                audio_sequence=reader.get("audio_sequence", "steps"))
-    transcripts = [records[i].get("transcript") or "" for i in ok]
-    meta = {"features": media_recipe}
-    if "t" in predictor.modalities:
-        from mmaffect.data.text_features import text_modality
-
-        modalities["t"], text_recipe = text_modality(transcripts, predictor.sequences)
-        recipe.check_text_encoder(text_recipe.get("text_encoder"), items[0][1])
-        meta.update(text_recipe)
-    data = AffectDataset(name="media", ids=np.array(ok), modalities=modalities, meta=meta,
-                         text=np.array(transcripts, dtype=str))
-    return data, failed, records
 
 
 def _warnings(record: dict, modalities: list[str]) -> list[str]:

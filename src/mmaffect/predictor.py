@@ -205,10 +205,12 @@ class Predictor:
                                          "encoder: it cannot embed new text")
 
     def media_features(self, items: list[tuple[str, Path, str | None, float | None, float | None]],
-                       extract_overrides: dict | None = None, threads: int = 1
+                       extract_overrides: dict | None = None, threads: int = 1, config=None
                        ) -> tuple[AffectDataset | None, dict[str, str], dict]:
-        """Extract ``(id, path, text, start, end)`` items with the checkpoint's recipe into a temporary
-        cache and read them back as the model's modalities.
+        """Extract ``(id, path, text, start, end)`` items with the checkpoint's recipe (or ``config``, an
+        ``ExtractConfig`` such as ``analyze``'s) into a temporary cache and read them back as the model's
+        modalities, with the audio reader options the model was trained with (a model trained on
+        ``audio_vector: whisper`` must get the Whisper vector, not the default one).
 
         Returns ``(data or None if nothing was extracted, {id: why it failed}, {id: cache record})``."""
         from mmaffect.extraction import ExtractItem, FeatureCache, cache_modalities, extract
@@ -219,7 +221,8 @@ class Predictor:
                                          "manifest: dataset with --features to get such a model)")
         if "t" in self.modalities:
             self._check_text_source()
-        config = self.recipe.extract_config(**(extract_overrides or {}))
+        reader = audio_reader_options(self.recipe.dataset_args, self.source)
+        config = config or self.recipe.extract_config(**(extract_overrides or {}))
         extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
             folder = Path(tmp) / "cache"
@@ -230,7 +233,9 @@ class Predictor:
                 return None, failed, {}
             with FeatureCache(folder) as cache:
                 records = cache.records()
-                modalities, media_recipe = cache_modalities(cache, ok, self.sequences, fps=self.recipe.step_fps)
+                modalities, media_recipe = cache_modalities(
+                    cache, ok, self.sequences, fps=self.recipe.step_fps,
+                    audio_vector_parts=reader.get("audio_vector"), audio_sequence=reader.get("audio_sequence", "steps"))
         transcripts = [records[i].get("transcript") or "" for i in ok]
         meta = {"features": media_recipe}
         if "t" in self.modalities:
@@ -545,3 +550,14 @@ def evaluate(checkpoint: str | Path, dataset: str, split: str = "test", predicti
     for line in evaluation.summary():
         log.warning("%s", line)
     return evaluation.metrics
+
+
+def audio_reader_options(dataset_args: dict, checkpoint: str | Path) -> dict:
+    """The ``cache:`` reader options a model was trained with that shape its audio input.
+
+    ``speaker_norm`` is refused: it standardises each speaker over all of their utterances, and one
+    file's few segments (one, for a short recording) are no estimate of a speaker's voice."""
+    if dataset_args.get("speaker_norm"):
+        raise DataError(checkpoint, "trained with speaker_norm (per-speaker statistics over many utterances); "
+                                    "a prediction sees one file: use a model trained without it")
+    return {k: dataset_args[k] for k in ("audio_vector", "audio_sequence") if dataset_args.get(k)}
