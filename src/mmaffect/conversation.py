@@ -103,7 +103,7 @@ class Conversation:
         self._vectors.append(vector)
         outputs = self.predictor.outputs(self._dialogue(), "conversation")
         last = {key: value[-1:] for key, value in outputs.items()}
-        return {**self.predictor._records(last)[0], "turn": len(self.turns) - 1, "speaker": speaker}
+        return {**self.predictor.records(last)[0], "turn": len(self.turns) - 1, "speaker": speaker}
 
     def reset(self) -> None:
         """Forget the turns so far (the model stays loaded)."""

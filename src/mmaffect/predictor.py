@@ -169,7 +169,7 @@ class Predictor:
             data, failed, _ = self.media_features([("input", Path(media), text, start, end)])
             if failed:
                 raise DataError(media, failed["input"])
-            return self._records(self.outputs(data, str(media)))[0]
+            return self.records(self.outputs(data, str(media)))[0]
         if text is None:
             raise ConfigError("predict() needs text=... or media=...")
         single = isinstance(text, str)
@@ -179,7 +179,7 @@ class Predictor:
         if self.recipe.media or self.modalities != ["t"]:
             raise ConfigError(f"this model reads {'+'.join(self.modalities)}; pass media=FILE (and text=...)")
         data = self.text_features(texts)
-        records = self._records(self.outputs(data))
+        records = self.records(self.outputs(data))
         return records[0] if single else records
 
     def conversation(self) -> Conversation:
@@ -248,7 +248,9 @@ class Predictor:
                              text=np.array(transcripts, dtype=str))
         return data, failed, records
 
-    def _records(self, outputs: dict[str, Tensor]) -> list[dict]:
+    def records(self, outputs: dict[str, Tensor]) -> list[dict]:
+        """One ``{label, probabilities, ...}`` dict per row of ``outputs`` (the shape ``predict`` returns);
+        public because :mod:`mmaffect.conversation` turns its per-turn outputs into the same records."""
         pred = self.task.predictions(outputs)
         n = len(next(iter(pred.values())))
         records: list[dict] = [{} for _ in range(n)]
