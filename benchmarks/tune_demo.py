@@ -1,8 +1,8 @@
 """``mmaffect tune`` on two data sets: does the searched config beat the default on validation? (issue 24)
 
-    python benchmarks/tune_demo.py --work /tmp/tune_demo            # ~6 min on 2 busy cores
+    python benchmarks/tune_demo.py --work /tmp/tune_demo            # ~4 min on 2 cores
 
-Runs the real command twice, each with 8 trials on a local Ray with 2 CPUs (ASHA, grace 3 epochs,
+Runs the real command twice, each with 16 trials on a local Ray with 2 CPUs (ASHA, grace 3 epochs,
 reduction 2), the seeds 0, 1, 2 for the final runs:
 
 * ``mosi-bclstm`` with ``lf-dnn`` and ``configs/tune/lf-dnn.yaml`` (the bc-LSTM split: train 1209 /
@@ -68,7 +68,7 @@ def run_tune(name: str, dataset: str, model: str, space: Path, work: Path, trial
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, type=Path, help="folder for the manifest and runs (not the repo)")
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
