@@ -277,6 +277,7 @@ def collect(name: str, work: Path, output: Path) -> dict:
               "rows": rows}
     if name == "mosi":
         result["semanticmac_selection"] = smac_selection(rows, work / name)
+        result["valid_vs_test"] = valid_vs_test(rows)
     write_json(output, result)
     return result
 
@@ -293,6 +294,17 @@ def extend_seeds(rundir: Path, seeds: int) -> None:
     if config["seeds"] != planned and config["seeds"] == planned[:len(config["seeds"])]:
         config["seeds"] = planned
         write_json(saved, config)
+
+
+def valid_vs_test(rows: dict) -> dict:
+    """Does a lower validation loss mean a better test score on this split? Spearman correlation, over
+    every row, of the mean validation L1 and the mean test acc2_non0 (negative = validation is a guide)."""
+    from scipy.stats import spearmanr
+
+    valid = [row["valid"]["mae"] for row in rows.values()]
+    test = [row["test"]["acc2_non0"]["mean"] for row in rows.values()]
+    rho, p = spearmanr(valid, test)
+    return {"rows": len(valid), "spearman_valid_l1_test_acc2_non0": float(rho), "p_value": float(p)}
 
 
 def saved_seeds(rundir: Path) -> int:
