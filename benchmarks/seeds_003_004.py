@@ -17,7 +17,10 @@ Suites (output ``benchmarks/results/seeds_003_004_<suite>.json``):
 
 * ``mosi``: mosi-bclstm; MRE and SemanticMAC full and with each switch off, TFN and LMF (their own
   recipes, as in the README) as the foundation baselines, MulT for the runtime table; seeds 0-4,
-  the SemanticMAC ablations seeds 0-2 (``SMAC_ABLATION_SEEDS``) except SCLG and SCCL (0-4);
+  the SemanticMAC ablations seeds 0-2 (``SMAC_ABLATION_SEEDS``) except SCLG and SCCL (0-4); SemanticMAC's
+  grid candidates on seeds 0-2, then the pseudo-variant ``selected`` runs the one with the lowest mean
+  validation L1 on seeds 0-4 (``semanticmac_selection`` in the JSON, with ``valid_vs_test``: how far
+  validation L1 ranks the rows' test acc2_non0 on this split);
 * ``runtime``: seconds per epoch (``mmaffect benchmark train-speed``, 1 thread) and per run (x the
   mean epochs of the ``mosi`` runs) of MRE, SemanticMAC, TFN, LMF and MulT, as ratios to MRE;
 * ``text``: iemocap6-text and meld7-text, SemanticMAC and MRE beside text-mlp / text-finetune;
