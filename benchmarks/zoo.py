@@ -101,6 +101,21 @@ def cell(metrics: dict, key: str) -> str:
     return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}"
 
 
+def _model_rows(results: Path, dataset: str, metrics: list[str], extra, n_extra: int) -> list[str]:
+    """One row per zoo model and the linear floor on ``dataset``: its test ``metrics`` and the ``n_extra``
+    cells ``extra(result)``; "not run" where the result file is missing."""
+    rows = []
+    for model in (*MODELS, FLOOR):
+        path = results / f"zoo_{dataset}_{model}.json"
+        if not path.exists():
+            rows.append(f"| {model} | " + " | ".join("not run" for _ in metrics) + " |" + " |" * n_extra)
+            continue
+        r = json.loads(path.read_text())
+        name = f"*floor:* {model}" if model == FLOOR else model
+        rows.append(f"| {name} | " + " | ".join([cell(r["test"], k) for k in metrics] + extra(r)) + " |")
+    return rows
+
+
 def table(results: Path) -> str:
     """The two Markdown tables of docs/zoo.md, from the result files."""
     lines = []
@@ -108,15 +123,8 @@ def table(results: Path) -> str:
     floors = json.loads((results / "floors.json").read_text()) if (results / "floors.json").exists() else None
     lines += ["| model | " + " | ".join(MOSI_METRICS) + " | s/epoch | epochs run | parameters |",
               "|---" * (len(MOSI_METRICS) + 4) + "|"]
-    for model in (*MODELS, FLOOR):
-        path = results / f"zoo_mosi-bclstm_{model}.json"
-        if not path.exists():
-            lines.append(f"| {model} | " + " | ".join("not run" for _ in MOSI_METRICS) + " | | | |")
-            continue
-        r = json.loads(path.read_text())
-        name = f"*floor:* {model}" if model == FLOOR else model
-        lines.append(f"| {name} | " + " | ".join(cell(r["test"], k) for k in MOSI_METRICS)
-                     + f" | {r['seconds_per_epoch']:.2f} | {r['epochs_run']} | {r['n_params']:,} |")
+    lines += _model_rows(results, "mosi-bclstm", MOSI_METRICS,
+                         lambda r: [f"{r['seconds_per_epoch']:.2f}", str(r["epochs_run"]), f"{r['n_params']:,}"], 3)
     if floors is not None:
         lines += _floor_rows(floors)
     for model in MODELS:
@@ -133,15 +141,8 @@ def table(results: Path) -> str:
                          + " | | | |")
     lines += ["", "| model | " + " | ".join(CLIP_METRICS) + " | s/epoch | parameters |",
               "|---" * (len(CLIP_METRICS) + 3) + "|"]
-    for model in (*MODELS, FLOOR):
-        path = results / f"zoo_clips_{model}.json"
-        if not path.exists():
-            lines.append(f"| {model} | " + " | ".join("not run" for _ in CLIP_METRICS) + " | | |")
-            continue
-        r = json.loads(path.read_text())
-        name = f"*floor:* {model}" if model == FLOOR else model
-        lines.append(f"| {name} | " + " | ".join(cell(r["test"], k) for k in CLIP_METRICS)
-                     + f" | {r['seconds_per_epoch']:.2f} | {r['n_params']:,} |")
+    lines += _model_rows(results, "clips", CLIP_METRICS,
+                         lambda r: [f"{r['seconds_per_epoch']:.2f}", f"{r['n_params']:,}"], 2)
     lines.append("| *floor:* chance (8 balanced classes) | 12.5 | 12.5 | | | | |")
     minilm = sorted(results.glob("zoo_iemocap6-text-minilm_*.json"))
     if minilm:
