@@ -258,8 +258,8 @@ def _cell(value) -> str:
     return f"{value['mean']:.1f} ± {value['std']:.1f}"
 
 
-def table(results: dict) -> str:
-    """The markdown tables of docs/voice.md, printed from a results file (``--table``)."""
+def results_table(results: dict) -> str:
+    """Test split and 6-fold actor CV of every row, beside the dataset README's floor."""
     ref = results["reference_floor"]
     lines = ["| row | model | audio features | test acc | test UA | 6-fold CV acc | 6-fold CV UA |",
              "|---|---|---|---|---|---|---|",
@@ -276,26 +276,40 @@ def table(results: dict) -> str:
         cv = row.get("cv") or {}
         lines.append(f"| {name} | {model} | {feats} | {_cell(row['test']['acc'])} | {_cell(row['test']['wacc'])} | "
                      f"{_cell(cv.get('acc'))} | {_cell(cv.get('wacc'))} |")
-    speed_rows = []
-    if "extraction_speed" in results:
-        sp = results["extraction_speed"]
-        trim, full = (sp[f"whisper_window_{w}"]["seconds_per_audio_minute"] for w in ("trim", "full"))
-        speed_rows = ["", "| extractor | s per audio minute |", "|---|---|"]
-        speed_rows += [f"| {k} | {trim[k]:.2f} |" for k in ("decode", "audio", "egemaps", "logmel")]
-        speed_rows += [f"| whisper, --whisper-window trim | {trim['whisper']:.2f} |",
-                       f"| whisper, --whisper-window full | {full['whisper']:.2f} |"]
-    analyze_rows = []
-    if "analyze" in results:
-        a = results["analyze"]
-        analyze_rows = ["", "| context per side | validation files correct | test files correct | "
-                            "test: same label as the whole file |", "|---|---|---|---|"]
-        for valid, test in zip(a["valid"], a["test"], strict=True):
-            pad = f"{valid['pad']:g} s" + (" (default)" if valid["pad"] == a["chosen_pad"] else "")
-            cells = [pad, f"{valid['analyze_acc']:.1f} %", f"{test['analyze_acc']:.1f} %"]
-            if valid["pad"] == a["chosen_pad"]:
-                cells = [f"**{c}**" for c in cells]
-            analyze_rows.append(f"| {' | '.join(cells)} | {test['agreement']:.1f} % |")
-    return "\n".join(lines + speed_rows + analyze_rows)
+    return "\n".join(lines)
+
+
+def speed_table(results: dict) -> str:
+    """Extraction seconds per audio minute of each extractor."""
+    sp = results["extraction_speed"]
+    trim, full = (sp[f"whisper_window_{w}"]["seconds_per_audio_minute"] for w in ("trim", "full"))
+    rows = ["| extractor | s per audio minute |", "|---|---|"]
+    rows += [f"| {k} | {trim[k]:.2f} |" for k in ("decode", "audio", "egemaps", "logmel")]
+    rows += [f"| whisper, --whisper-window trim | {trim['whisper']:.2f} |",
+             f"| whisper, --whisper-window full | {full['whisper']:.2f} |"]
+    return "\n".join(rows)
+
+
+def analyze_table(results: dict) -> str:
+    """What analyze's cutting costs: windows with 0-2 s of context per side, chosen on validation files."""
+    a = results["analyze"]
+    rows = ["| context per side | validation files correct | test files correct | "
+            "test: same label as the whole file |", "|---|---|---|---|"]
+    for valid, test in zip(a["valid"], a["test"], strict=True):
+        pad = f"{valid['pad']:g} s" + (" (default)" if valid["pad"] == a["chosen_pad"] else "")
+        cells = [pad, f"{valid['analyze_acc']:.1f} %", f"{test['analyze_acc']:.1f} %"]
+        if valid["pad"] == a["chosen_pad"]:
+            cells = [f"**{c}**" for c in cells]
+        rows.append(f"| {' | '.join(cells)} | {test['agreement']:.1f} % |")
+    return "\n".join(rows)
+
+
+def table(results: dict) -> str:
+    """The markdown tables of docs/voice.md, printed from a results file (``--table``)."""
+    parts = [results_table(results)]
+    parts += [speed_table(results)] if "extraction_speed" in results else []
+    parts += [analyze_table(results)] if "analyze" in results else []
+    return "\n\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
