@@ -213,6 +213,9 @@ class Predictor:
         ``audio_vector: whisper`` must get the Whisper vector, not the default one).
 
         Returns ``(data or None if nothing was extracted, {id: why it failed}, {id: cache record})``."""
+        from mmaffect.extras import require_extract
+
+        require_extract("predicting from media files")
         from mmaffect.extraction import ExtractItem, FeatureCache, cache_modalities, extract
 
         if self.recipe.media and not self.recipe.extraction:

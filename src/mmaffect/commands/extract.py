@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     is read or anything is decoded. The global ``--threads`` sets the threads of each model (face
     analysis, ASR) in each worker.
     """
+    from mmaffect.extras import require_extract
+
+    require_extract("mmaffect extract")
     from mmaffect.extraction.pipeline import ExtractConfig, extract
     from mmaffect.io import check_output_dir
 
