@@ -177,14 +177,16 @@ def test_regression_on_a_1_to_7_scale_with_a_fold_column(data_dir, tmp_path):
     columns = {"id": "utterance_id", "score": "valence", "label": "", "fold": "session", "speaker": "speaker_id",
                "dialogue_id": "dialogue_id", "utt_index": "utt_index"}
     out = tmp_path / "run"
+    # 2 seeds per fold: acc2 of a 1-7 score thresholded at 4 moves by ~0.3 points between runs whose text
+    # vectors differ in the 5th decimal (the std of a 5-run mean is ~2 points), so one seed sat on the margin
     results = train(f"manifest:{tmp_path / 'valence.csv'}", out, columns, "--cv", "column", "--epochs", "25",
-                    "--set", "threshold=4", "--set", "train.batch_size=128", "--set", "train.lr=0.002")
+                    "--seeds", "2", "--set", "threshold=4", "--set", "train.batch_size=128", "--set", "train.lr=0.002")
     assert results["task"] == "regression" and results["folds"] == [1, 2, 3, 4, 5]
-    runs = run_predictions(out, 5)
+    runs = run_predictions(out, 10)
     for k, pred in enumerate(runs):
         test = pred[pred.split == "test"]
         session = set(frame.session[frame.utterance_id.isin(test.id)])
-        assert session == {k + 1}  # fold k tests session k+1 only
+        assert session == {k % 5 + 1}  # run k (seed k // 5) tests session k % 5 + 1 only
         assert per_run(results, "mae")[k] == pytest.approx(mean_absolute_error(test.score, test.pred_score), rel=1e-5)
         assert per_run(results, "corr")[k] == pytest.approx(np.corrcoef(test.score, test.pred_score)[0, 1], rel=1e-4)
         assert per_run(results, "acc2")[k] == pytest.approx(100 * accuracy_score(test.score >= 4, test.pred_score >= 4))
