@@ -335,3 +335,40 @@ def test_cache_reader_exposes_the_extracted_face_crops(tmp_path):
     assert crops.frames.dtype == torch.uint8 and crops.frames.shape[2:] == (48, 48)
     assert crops.lengths.tolist() == data.modalities["v"].lengths.tolist() and crops.lengths.tolist()[0] >= 2
     assert crops.lengths[1] > crops.lengths[0] and crops.frames[0, 0].float().std() > 5  # a face, not a blank
+
+
+def test_lbfgs_reaches_the_penalised_optimum_of_logistic_regression(mosi):
+    """Full-batch L-BFGS on ``linear`` solves the problem scikit-learn's LogisticRegression solves.
+
+    Binary case: sklearn minimises mean CE(v) + ||v||^2 / (2 C n) over one weight vector v; our softmax
+    has two rows w0, w1 with v = w1 - w0, each decayed by wd, and at the optimum w0 = -w1 = -v/2, so
+    the penalty is wd ||v||^2 / 4: the two agree at wd = 2 / (C n). Biases are not penalised in either.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mosi_data, splits = mosi
+    rows = np.concatenate([splits["train"][:400], splits["valid"]])
+    x = mosi_data.modalities["t"].vector[rows]
+    y = (mosi_data.score[rows] >= 0).long()
+    data = AffectDataset(name="mosi-binary", ids=mosi_data.ids[rows], modalities={"t": Modality(x)}, label=y,
+                         class_names=["negative", "positive"])
+    train, valid = np.arange(400), np.arange(400, len(rows))
+    task = make_task(data)
+    c = 0.05
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(x[train].numpy(), y[train].numpy())
+    model = create_model("linear", model_spec(data, task))
+    cfg = TrainConfig(epochs=1, batch_size=len(train), optimizer="lbfgs", weight_decay=2 / (c * len(train)))
+    fit(model, data, task, train, valid, cfg, seed=0, progress=False)
+    layer = model.heads.layers["logits"]
+    v, b = (layer.weight[1] - layer.weight[0]).detach(), float((layer.bias[1] - layer.bias[0]).detach())
+    np.testing.assert_allclose(v.numpy(), reference.coef_[0], atol=1e-3)
+    assert b == pytest.approx(reference.intercept_[0], abs=1e-3)
+
+
+def test_lbfgs_refuses_mini_batches(mosi):
+    data, splits = mosi
+    task = make_task(data)
+    model = create_model("linear", model_spec(data, task))
+    cfg = TrainConfig(epochs=1, batch_size=64, optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="batch_size >= "):
+        fit(model, data, task, splits["train"], splits["valid"], cfg, seed=0, progress=False)

@@ -21,7 +21,7 @@ import yaml
 
 from mmaffect.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "lbfgs")  # lbfgs: full batch, see trainer.FullBatchLBFGS
 SCHEDULERS = ("none", "linear", "cosine", "plateau")  # linear/cosine decay per optimizer step
 
 
@@ -62,6 +62,9 @@ class TrainConfig:
             raise ConfigError("train.accumulate must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("train.warmup_ratio must be in [0, 1)")
+        if self.optimizer == "lbfgs" and self.accumulate != 1:
+            raise ConfigError("train.optimizer=lbfgs takes the whole training set as one batch: "
+                              "train.accumulate must be 1")
 
 
 @dataclass
