@@ -11,6 +11,16 @@ different ``--variants`` of one suite can share WORK and the output file):
     /work/coord/heavy python benchmarks/seeds_003_004.py --suite mosi [--variants a,b] [--work DIR]
     python benchmarks/seeds_003_004.py --suite mosi --collect      # only rebuild the JSON
 
+``collect`` writes only the variants whose folders are in WORK, so rows run elsewhere go to their own
+file: ``--work`` a fresh folder and ``--output`` another JSON keep the suite's default JSON as it is.
+``--seeds N`` runs every named variant on seeds 0..N-1 instead of its own count (a folder is never
+narrowed below the seeds it already holds). The eleven SemanticMAC switches not in the default JSON,
+beside the full model re-run on their seeds 0-2 on the same machine and code:
+
+    /work/coord/heavy python benchmarks/seeds_003_004.py --suite mosi --seeds 3 \
+        --variants semanticmac,smac-no-multitask,smac-no-intra,...,smac-no-perceiver-residual \
+        --work /work/runs/smac_abl --output benchmarks/results/seeds_003_004_mosi_switches.json
+
 ``python benchmarks/report.py`` prints the README tables from the JSON files.
 
 Suites (output ``benchmarks/results/seeds_003_004_<suite>.json``):
@@ -316,7 +326,7 @@ def saved_seeds(rundir: Path) -> int:
     return len(json.loads(saved.read_text())["seeds"]) if saved.exists() else 0
 
 
-def run_suite(name: str, variants: list[str], work: Path, output: Path) -> None:
+def run_suite(name: str, variants: list[str], work: Path, output: Path, seeds_override: int | None = None) -> None:
     suite = SUITES[name]
     for variant in variants:
         seeds = None
@@ -329,7 +339,7 @@ def run_suite(name: str, variants: list[str], work: Path, output: Path) -> None:
             print(f"selected on validation: {variant}", flush=True)
         rundir = work / name / variant
         spec = dict(suite["variants"][variant])
-        spec["seeds"] = max(seeds or spec["seeds"], saved_seeds(rundir))  # never fewer than the folder holds
+        spec["seeds"] = max(seeds or seeds_override or spec["seeds"], saved_seeds(rundir))  # never fewer than held
         extend_seeds(rundir, spec["seeds"])
         command = train_command(spec, rundir)
         print("$", " ".join(command), flush=True)
@@ -405,6 +415,8 @@ def main() -> None:
     parser.add_argument("--work", default="/work/runs/h18_seeds", help="run folders (resumable)")
     parser.add_argument("--output", default=None, help="default benchmarks/results/seeds_003_004_<suite>.json")
     parser.add_argument("--collect", action="store_true", help="only rebuild the JSON from the run folders")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="run every named variant on seeds 0..N-1 (default: each variant's own count)")
     args = parser.parse_args()
     output = Path(args.output or RESULTS / f"seeds_003_004_{args.suite}.json")
     check_output_file(output)
@@ -421,7 +433,7 @@ def main() -> None:
         v == SELECTED and args.suite == "mosi")]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(SUITES[args.suite]['variants'])}")
-    run_suite(args.suite, variants, work, output)
+    run_suite(args.suite, variants, work, output, args.seeds)
 
 
 if __name__ == "__main__":
