@@ -329,6 +329,14 @@ def seeds_mosi_selection() -> str:
                      "gap to chosen ± std over validation videos", "best epochs", "parameters"], rows)
 
 
+def seeds_mosi_switches() -> str:
+    """SemanticMAC's other eleven switches on seeds 0-2, beside the full model re-run with them."""
+    data = load("seeds_003_004_mosi_switches.json")
+    rows = [[name + (" (re-run, reference)" if name == "semanticmac" else ""), row["what"]]
+            + _seeds_row(row, SEEDS_METRICS) for name, row in data["rows"].items()]
+    return markdown(["variant", "what is changed", "seeds", *SEEDS_METRICS], rows)
+
+
 def seeds_runtime() -> str:
     """Seconds per epoch and per run on mosi-bclstm as ratios to MRE, and the seed-004 claim."""
     result = load("seeds_003_004_runtime.json")["rows"]
@@ -548,7 +556,8 @@ def speech_extraction() -> str:
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "finetune": finetune, "context": context, "context-models": context_models,
           "context-finetuned": context_finetuned, "small-data": small_data,
-          "seeds-mosi": seeds_mosi, "seeds-mosi-selection": seeds_mosi_selection, "seeds-runtime": seeds_runtime,
+          "seeds-mosi": seeds_mosi, "seeds-mosi-selection": seeds_mosi_selection,
+          "seeds-mosi-switches": seeds_mosi_switches, "seeds-runtime": seeds_runtime,
           "seeds-000-002": seeds_000_002, "int2-heads": int2_heads, "seeds-text": seeds_text,
           "seeds-clips": seeds_clips, "train-speed": train_speed, "vs-mmsa": vs_mmsa, "zoo": zoo,
           "extraction-speed": extraction_speed, "analysis-model": analysis_model, "speaker-cue": speaker_cue,
