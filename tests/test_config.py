@@ -39,7 +39,7 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="unknown train option lrate"):
         load_config(None, {"dataset": "d", "model": "tfn"}, ["train.lrate=1"])
     with pytest.raises(ConfigError, match="train.optimizer must be one of"):
-        load_config(None, {"dataset": "d", "model": "tfn"}, ["train.optimizer=lbfgs"])
+        load_config(None, {"dataset": "d", "model": "tfn"}, ["train.optimizer=newton"])
     with pytest.raises(ConfigError, match="no model given"):
         load_config(None, {"dataset": "d"})
     bad = tmp_path / "bad.yaml"

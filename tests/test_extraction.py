@@ -144,10 +144,12 @@ def all_entries(folder: Path) -> dict[str, tuple[dict, dict]]:
 
 def assert_same_cache(a: Path, b: Path) -> None:
     """Same ids, records, array names, dtypes and shapes; integer arrays (face crops, flags) bit-equal,
-    float arrays equal to float32 rounding. Bits of float features can differ in the last place
-    between two processes: the audio descriptors go through BLAS matrix products (mel and chroma
-    filter banks), whose summation order may change with the threads available (seen once on a loaded
-    machine: 1-ulp differences in ``audio_functionals``)."""
+    float arrays equal to float32 rounding at the array's scale. Float features can differ in their
+    last bits between two processes: the audio descriptors go through BLAS matrix products (mel and
+    chroma filter banks, the DCT), whose summation order may change with the threads available. Seen
+    in CI runs on a loaded machine: 1-ulp differences in ``audio_functionals``, and in ``audio_lld``
+    differences up to 7e-6 on MFCC rows whose largest value is ~350 (the DCT mixes that scale into
+    every coefficient), hence a tolerance relative to the array's largest magnitude."""
     ea, eb = all_entries(a), all_entries(b)
     assert sorted(ea) == sorted(eb)
     for key in ea:
@@ -157,7 +159,9 @@ def assert_same_cache(a: Path, b: Path) -> None:
         for name in xa:
             assert xa[name].dtype == xb[name].dtype and xa[name].shape == xb[name].shape, (key, name)
             if np.issubdtype(xa[name].dtype, np.floating):
-                np.testing.assert_allclose(xa[name], xb[name], rtol=1e-5, atol=1e-6, err_msg=f"{key}/{name} differs")
+                scale = max(float(np.abs(xb[name]).max(initial=0.0)), 1.0)
+                np.testing.assert_allclose(xa[name], xb[name], rtol=1e-5, atol=1e-6 * scale,
+                                           err_msg=f"{key}/{name} differs")
             else:
                 assert xa[name].tobytes() == xb[name].tobytes(), f"{key}/{name} differs"
 
