@@ -26,7 +26,7 @@ mean-probability fusion and every tie-break of the vote, so the vote's gain or l
 single member (chosen on validation, and the test oracle) comes from the same weights. Writes
 ``benchmarks/results/seeds_000_002.json`` after every experiment:
 
-    OMP_WAIT_POLICY=PASSIVE /work/coord/heavy python benchmarks/seeds_000_002.py --work DIR \
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/seeds_000_002.py --work DIR \
         [--only clips_st3dh,mosi_int2-m3ap] [--clips /work/cache/clips] [--manifest CLIPS_MANIFEST]
 """
 

@@ -8,7 +8,7 @@ folder's finished seeds, so re-running this script continues where it stopped. A
 the suite's JSON is rebuilt from every finished variant folder in WORK (two processes running
 different ``--variants`` of one suite can share WORK and the output file):
 
-    /work/coord/heavy python benchmarks/seeds_003_004.py --suite mosi [--variants a,b] [--work DIR]
+    python benchmarks/seeds_003_004.py --suite mosi [--variants a,b] [--work DIR]
     python benchmarks/seeds_003_004.py --suite mosi --collect      # only rebuild the JSON
 
 ``collect`` writes only the variants whose folders are in WORK, so rows run elsewhere go to their own
@@ -17,9 +17,9 @@ file: ``--work`` a fresh folder and ``--output`` another JSON keep the suite's d
 narrowed below the seeds it already holds). The eleven SemanticMAC switches not in the default JSON,
 beside the full model re-run on their seeds 0-2 on the same machine and code:
 
-    /work/coord/heavy python benchmarks/seeds_003_004.py --suite mosi --seeds 3 \
+    python benchmarks/seeds_003_004.py --suite mosi --seeds 3 \
         --variants semanticmac,smac-no-multitask,smac-no-intra,...,smac-no-perceiver-residual \
-        --work /work/runs/smac_abl --output benchmarks/results/seeds_003_004_mosi_switches.json
+        --work DIR --output benchmarks/results/seeds_003_004_mosi_switches.json
 
 ``python benchmarks/report.py`` prints the README tables from the JSON files.
 

@@ -13,7 +13,7 @@ beside the ``linear`` model on the same data, split and seeds (the floor). Each 
 and the load average before and after it; the CLI resumes finished runs, so re-running skips them.
 Run it in the CPU queue (one thread each)::
 
-    /work/coord/heavy python benchmarks/zoo.py --work out/zoo
+    python benchmarks/zoo.py --work out/zoo
     python benchmarks/zoo.py --table      # docs/zoo.md's tables from the result files
 """
 
