@@ -82,12 +82,14 @@ def _mosi(work: Path, args: argparse.Namespace) -> Built:
 
 
 def _analysis_command(work: Path, args: argparse.Namespace, *extra: str) -> None:
-    """``mmaffect train-analysis-model`` itself (parsed as on the command line, so its defaults hold)."""
-    from mmaffect.cli import build_parser
+    """``mmaffect train-analysis-model`` itself (parsed by its own subcommand parser, so its defaults hold;
+    the commands layer does not import the CLI module)."""
     from mmaffect.commands import analysis_model
 
+    parser = argparse.ArgumentParser(prog="mmaffect")
+    analysis_model.add_parser(parser.add_subparsers(dest="command", required=True))
     argv = ["train-analysis-model", "--output", str(work), "--seeds", str(args.seeds), *extra]
-    analysis_model.run(build_parser().parse_args(argv + (["--quiet"] if args.quiet else [])))
+    analysis_model.run(parser.parse_args(argv + (["--quiet"] if args.quiet else [])))
 
 
 def _voice(work: Path, args: argparse.Namespace) -> Built:
