@@ -133,7 +133,7 @@ MOSI = {
                                            what="Perceiver w/o residual", group="semanticmac"),
 }
 # Text: SemanticMAC's text branch is the packaged MiniLM fine-tuned on token ids (2 epochs: one epoch
-# of linear warm-up, then the constant rate; MiniLM at 4e-5, the rest at 5e-4; 1 seed for CPU time);
+# of linear warm-up, then the constant rate; MiniLM at 4e-5, the rest at 5e-4);
 # MRE reads the frozen MiniLM sentence vector (``text_sequence=false``; text-only data make its bag one
 # modality). Both select the epoch on validation loss like text-mlp and text-finetune.
 SMAC_TEXT = ("model_args.text_encoder=minilm", "train.epochs=2", "train.eval_batch_size=256")
@@ -141,7 +141,7 @@ TEXT = {f"{dataset}_{name}": _variant(model, *sets, what=what, group=model, data
         for dataset in ("iemocap6-text", "meld7-text")
         for name, model, sets, what, seeds in (
             ("mre", "mre", ("model_args.text_sequence=false",), "frozen MiniLM sentence vector", SEEDS),
-            ("semanticmac-minilm", "semanticmac", SMAC_TEXT, "MiniLM fine-tuned in the text branch, 2 epochs", 1))}
+            ("semanticmac-minilm", "semanticmac", SMAC_TEXT, "MiniLM fine-tuned in the text branch, 2 epochs", SEEDS))}
 # The 40 IEMOCAP clips: README's late-fusion command beside the two methods, same folds and seeds.
 CLIPS_CV = ("--cv", "5", "--group-by", "dialogue_id")
 CLIPS = {name: _variant(model, *sets, what=what, group=model, dataset="cache:/work/cache/clips", seeds=3,

@@ -14,6 +14,7 @@ from mmaffect.models import ModelSpec, create_model
 from mmaffect.models.base import EpochState
 from mmaffect.models.baselines.graph_mfn import DynamicFusionGraph
 from mmaffect.models.baselines.misa import cmd, difference_loss
+from mmaffect.models.baselines.mult import MultiheadAttention
 from mmaffect.models.baselines.self_mm import generated_labels
 from mmaffect.training.config import TrainConfig
 
@@ -124,6 +125,37 @@ def test_mult_kernel_runs_on_length_one():
     assert model(batch())["score"].shape == (4,)
     with pytest.raises(ValueError, match="odd"):
         make("mult", kernel_size=4)
+
+
+@pytest.mark.parametrize("keys", [1, 5])
+def test_mult_attention_equals_torch_multihead_attention(keys):
+    """Our lean attention (with its one-key shortcut) against nn.MultiheadAttention on the same
+    weights: outputs and gradients, with padded keys; the state-dict keys are torch's."""
+    torch.manual_seed(0)
+    ours, reference = MultiheadAttention(8, 2, dropout=0.0), torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    reference.load_state_dict(ours.state_dict())
+    x, context = torch.randn(3, 4, 8), torch.randn(3, keys, 8)
+    mask = torch.ones(3, keys, dtype=torch.bool)
+    mask[1, 2:] = False
+    got = ours(x, context, mask)
+    want = reference(x, context, context, key_padding_mask=~mask, need_weights=False)[0]
+    torch.testing.assert_close(got, want)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    for (name, a), b in zip(ours.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_mult_attention_dropout_on_one_key_drops_whole_heads():
+    torch.manual_seed(0)
+    attention = MultiheadAttention(8, 4, dropout=0.5).train()
+    torch.nn.init.eye_(attention.out_proj.weight)
+    value = attention(torch.randn(64, 1, 8), torch.randn(64, 1, 8), torch.ones(64, 1, dtype=torch.bool))
+    heads = value.view(64, 4, 2)
+    zero = heads.eq(0).all(-1)
+    assert 0 < zero.float().mean() < 1  # some heads dropped, not all
+    assert not (heads.eq(0) & ~zero[..., None]).any()  # a head is dropped as a whole or not at all
 
 
 def test_misa_losses_on_hand_cases():

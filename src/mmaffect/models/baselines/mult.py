@@ -15,6 +15,7 @@ readout sees the whole utterance in either case); one modality alone skips the c
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -26,8 +27,10 @@ from mmaffect.models.baselines.zoo_common import ZOO_SCHEDULE, ZooModel, last_st
 from mmaffect.models.registry import register_model
 
 
+@functools.lru_cache(maxsize=64)
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
-    """``(length, dim)`` sin/cos position table (Vaswani et al.), positions 0..length-1."""
+    """``(length, dim)`` sin/cos position table (Vaswani et al.), positions 0..length-1; cached, since
+    every transformer stack asks for the same few tables at every step."""
     half = dim // 2
     freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=device) / max(half - 1, 1))
     angle = torch.arange(length, device=device)[:, None] * freq[None, :]
@@ -47,6 +50,44 @@ class Embed(nn.Module):
         return self.drop(self.scale * x + sinusoidal_positions(x.shape[1], x.shape[2], x.device))
 
 
+class MultiheadAttention(nn.Module):
+    """Multi-head attention with ``nn.MultiheadAttention``'s weights, initialisation and state-dict keys,
+    without its per-call argument checks (MulT runs 18 of them per step on tiny tensors).
+
+    One key per row (a length-1 context: an utterance vector) takes a shortcut that is the same maths:
+    the softmax over one key is 1, so the output is the value projection, and attention dropout can
+    only drop a row's head as a whole. The query and key projections are then skipped; their gradient
+    is zero either way.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads, self.dropout = heads, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # after out_proj, as nn.MultiheadAttention (same RNG draws)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
+        """``x`` (B, Lq, d) reads ``context`` (B, Lk, d); ``context_mask`` (B, Lk) is True at real steps."""
+        batch, length, dim = x.shape
+        heads, p = self.heads, self.dropout if self.training else 0.0
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if context.shape[1] == 1:
+            value = F.linear(context, w[2 * dim:], b[2 * dim:]) * context_mask[..., None]
+            if p:
+                keep = F.dropout(value.new_ones(batch, 1, heads, 1), p)
+                value = (value.view(batch, 1, heads, dim // heads) * keep).view(batch, 1, dim)
+            return self.out_proj(value).expand(batch, length, dim)
+        q = F.linear(x, w[:dim], b[:dim]).view(batch, length, heads, -1).transpose(1, 2)
+        k, v = F.linear(context, w[dim:], b[dim:]).view(batch, -1, 2, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=context_mask[:, None, None, :], dropout_p=p)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+
+
 class CrossmodalLayer(nn.Module):
     """MulT's pre-LN layer: ``x + MHA(LN(x), LN(c), LN(c))`` then ``+ FFN(LN(.))`` (ReLU, 4x width).
     One LayerNorm serves queries and keys, as in MulT; ``c = x`` for self-attention."""
@@ -54,14 +95,13 @@ class CrossmodalLayer(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attn = MultiheadAttention(dim, heads, dropout)
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
-        q, kv = self.norm(x), self.norm(context)
-        x = x + self.drop(self.attn(q, kv, kv, key_padding_mask=~context_mask, need_weights=False)[0])
+        x = x + self.drop(self.attn(self.norm(x), self.norm(context), context_mask))
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 

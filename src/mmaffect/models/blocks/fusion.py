@@ -23,9 +23,13 @@ class LowRankFusion(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, xs: list[Tensor]) -> Tensor:
-        ones = xs[0].new_ones(xs[0].shape[0], 1)
+        """One ``addmm`` per modality over all ranks at once (the factor's row for the ``1`` of ``[1; x]``
+        is its bias): the same sums as a rank-broadcast matmul on ``[1; x]``, without expanding ``x``
+        ``rank`` times and reducing its gradient back."""
+        rank, out_dim = self.factors[0].shape[0], self.factors[0].shape[2]
         product = None
         for x, factor in zip(xs, self.factors, strict=True):
-            projected = torch.matmul(torch.cat([ones, x], dim=-1), factor)  # (R, B, out)
+            weight = factor.transpose(0, 1).reshape(factor.shape[1], rank * out_dim)  # (1 + w, R * out)
+            projected = torch.addmm(weight[0], x, weight[1:])  # (B, R * out)
             product = projected if product is None else product * projected
-        return torch.einsum("r,rbo->bo", self.rank_weights[0], product) + self.bias
+        return torch.matmul(self.rank_weights, product.view(-1, rank, out_dim)).squeeze(1) + self.bias
