@@ -159,7 +159,7 @@ def test_standardizer_uses_training_rows_only():
 def test_sentiment3_bins_the_score_as_acc3_does(monkeypatch):
     """``sentiment3:NAME`` keeps rows and split and labels round(clip(score, -1, 1)): -0.6 is negative,
     0.5 rounds half to even (neutral), 0.6 positive; a dataset without a score is a one-line error."""
-    from mmaffect.data import sentiment3
+    from mmaffect.data import sentiment_classes as sentiment3
 
     scores = torch.tensor([-2.5, -0.6, 0.5, 0.6, 3.0])
     toy = AffectDataset(name="toy", ids=np.array(list("abcde")), modalities={"t": Modality(torch.zeros(5, 2))},
@@ -171,3 +171,16 @@ def test_sentiment3_bins_the_score_as_acc3_does(monkeypatch):
     monkeypatch.setattr(sentiment3, "load_dataset", lambda name, **_: replace(toy, score=None))
     with pytest.raises(ConfigError, match="no sentiment score"):
         load_dataset("sentiment3:toy")
+
+
+def test_sentiment2_splits_the_score_as_acc2_has0_does(monkeypatch):
+    """``sentiment2:NAME``: negative below 0, non-negative from 0 on (0 itself is non-negative, as
+    acc2_has0 counts it), a binary task by default."""
+    from mmaffect.data import sentiment_classes
+
+    toy = AffectDataset(name="toy", ids=np.array(list("abcd")), modalities={"t": Modality(torch.zeros(4, 2))},
+                        score=torch.tensor([-0.2, 0.0, 0.4, -3.0]), split=np.array(["train"] * 2 + ["test"] * 2))
+    monkeypatch.setattr(sentiment_classes, "load_dataset", lambda name, **_: toy)
+    data = load_dataset("sentiment2:toy")
+    assert data.label.tolist() == [0, 1, 1, 0]
+    assert data.class_names == ["negative", "non-negative"] and data.default_task == "binary"

@@ -103,4 +103,4 @@ def dataset_table(root: str | Path | None = None) -> list[dict]:
 
 def _import_readers() -> None:
     """Readers register themselves on import; import them on first use, not at package import."""
-    from mmaffect.data import cache, erc_text, manifest, mmsa, mosi, sentiment3  # noqa: F401
+    from mmaffect.data import cache, erc_text, manifest, mmsa, mosi, sentiment_classes  # noqa: F401
