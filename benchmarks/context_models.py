@@ -47,10 +47,14 @@ VARIANTS = {
 SEARCHED = {"bc-lstm-searched": "bc-lstm", "bc-lstm-nocontext-searched": "bc-lstm-nocontext"}
 SEARCH_GRID = {"model_args.hidden": [32, 64, 128], "model_args.dropout": [0.3, 0.5]}
 # Validation metric that picks the epoch; regression (mosi-bclstm) selects on the L1 loss.
-SELECT = {"iemocap6-text": "f1_weighted", "meld7-text": "f1_weighted", "mosi-bclstm": "loss"}
+# sentiment2:mosi-bclstm is MOSI as bc-LSTM's paper trains it: two classes (negative / non-negative), so
+# test acc is acc2_has0; it selects on the validation cross-entropy.
+SELECT = {"iemocap6-text": "f1_weighted", "meld7-text": "f1_weighted", "mosi-bclstm": "loss",
+          "sentiment2:mosi-bclstm": "loss"}
 HEADLINE = {"iemocap6-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
             "meld7-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
-            "mosi-bclstm": ("acc2_has0", "acc2_non0", "f1_has0", "mae", "corr")}
+            "mosi-bclstm": ("acc2_has0", "acc2_non0", "f1_has0", "mae", "corr"),
+            "sentiment2:mosi-bclstm": ("acc", "wacc", "f1_weighted", "f1_macro", "auc")}
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
@@ -146,6 +150,11 @@ def validation_noise(rundir: Path, dataset: str, draws: int = 500) -> dict:
             **{f"valid_{metric}_bootstrap_std": float(np.mean(v)) for metric, v in stds.items()}}
 
 
+def file_stem(dataset: str) -> str:
+    """The dataset's name in result files and run folders (``sentiment2:mosi-bclstm`` -> no colon)."""
+    return dataset.replace(":", "_")
+
+
 def train_config(dataset: str) -> TrainConfig:
     """Same schedule for every variant; dialogue batches of 8 (whole dialogues)."""
     return TrainConfig(epochs=60, batch_size=8, lr=1e-3, patience=10, select=SELECT[dataset])
@@ -193,8 +202,8 @@ def collect(dataset: str, workdir: Path, output: str) -> None:
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
     rows = {k: v for k, v in previous.get("rows", {}).items() if k == "tfidf-logreg"}
     for variant in [*VARIANTS, *SEARCHED]:
-        row = summarise_runs(workdir / f"{dataset}_{variant}", HEADLINE[dataset]) \
-            if (workdir / f"{dataset}_{variant}").is_dir() else None
+        rundir = workdir / f"{file_stem(dataset)}_{variant}"
+        row = summarise_runs(rundir, HEADLINE[dataset]) if rundir.is_dir() else None
         if row is not None:
             rows[variant] = row
     write_json(output, {**previous, "dataset": dataset, "rows": rows})
@@ -343,11 +352,12 @@ def main() -> None:
         write_json(output, previous)
         print(json.dumps(previous[args.dataset]["rows"], indent=1))
         return
+    stem = file_stem(args.dataset)
     if args.collect:
-        collect(args.dataset, Path(args.workdir), args.output or f"benchmarks/results/context_{args.dataset}.json")
+        collect(args.dataset, Path(args.workdir), args.output or f"benchmarks/results/context_{stem}.json")
         return
     torch.set_num_threads(args.threads)
-    output = args.output or f"benchmarks/results/context_{args.dataset}{'_finetuned' if args.encoder else ''}.json"
+    output = args.output or f"benchmarks/results/context_{stem}{'_finetuned' if args.encoder else ''}.json"
     check_output_file(output)
     check_output_dir(args.workdir)
     if args.encoder:
@@ -362,7 +372,7 @@ def main() -> None:
               "rows": previous.get("rows", {})}
     for variant in args.variants.split(","):
         config = experiment(args.dataset, variant, args.seeds)
-        rundir = Path(args.workdir) / f"{args.dataset}_{variant}"
+        rundir = Path(args.workdir) / f"{file_stem(args.dataset)}_{variant}"
         load_before = os.getloadavg()[0]
         run_experiment(config, rundir, progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset])
@@ -374,7 +384,7 @@ def main() -> None:
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
               f"{result['rows'][variant]['seconds_per_epoch']:.2f} s/epoch", flush=True)
     # the floor last: under load its six fits take minutes, and the neural rows matter more
-    if args.dataset != "mosi-bclstm" and not args.no_floor and "tfidf-logreg" not in result["rows"]:
+    if args.dataset.endswith("-text") and not args.no_floor and "tfidf-logreg" not in result["rows"]:
         result["rows"]["tfidf-logreg"] = tfidf_floor(args.dataset)
         write_json(output, result)
     print(json.dumps({"output": output}))

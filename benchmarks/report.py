@@ -14,8 +14,8 @@ Which command writes which file:
   ``train-speed_*.json`` and (through ``benchmarks/floors.py``) ``floors.json``;
 * ``python benchmarks/extraction_speed.py``: ``extraction_speed.json``;
 * ``python benchmarks/analysis_model.py``: ``analysis_model.json``;
-* ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm):
-  ``context_D.json``; with ``--encoder PATTERN`` (fine-tuned text encoders, one per seed)
+* ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm, sentiment2:mosi-bclstm):
+  ``context_D.json`` (a colon in D becomes ``_``); with ``--encoder PATTERN`` (fine-tuned text encoders, one per seed)
   ``context_D_finetuned.json``;
 * ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
 * ``python benchmarks/seeds_003_004.py --suite S`` (S = mosi, runtime, text, clips): ``seeds_003_004_S.json``;
@@ -236,8 +236,9 @@ def context_models() -> str:
     rows = []
     for dataset, metrics in (("iemocap6-text", ["f1_weighted", "acc", "wacc", "f1_macro"]),
                              ("meld7-text", ["f1_weighted", "acc", "wacc", "f1_macro"]),
-                             ("mosi-bclstm", ["acc2_has0", "acc2_non0", "mae", "corr"])):
-        for variant, r in load(f"context_{dataset}.json")["rows"].items():
+                             ("mosi-bclstm", ["acc2_has0", "acc2_non0", "mae", "corr"]),
+                             ("sentiment2:mosi-bclstm", ["acc", "wacc", "f1_weighted", "f1_macro"])):
+        for variant, r in load(f"context_{dataset.replace(':', '_')}.json")["rows"].items():
             if "seeds" not in r:  # the TF-IDF logistic-regression floor: one fit, no seeds
                 values = ", ".join(f"{m} {r['test'][m]:.{digits(m)}f}" for m in metrics)
                 rows.append([dataset, f"*floor:* TF-IDF logistic regression (C={r['C']:g})", values, "–"])
