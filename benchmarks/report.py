@@ -14,9 +14,9 @@ Which command writes which file:
   ``train-speed_*.json`` and (through ``benchmarks/floors.py``) ``floors.json``;
 * ``python benchmarks/extraction_speed.py``: ``extraction_speed.json``;
 * ``python benchmarks/analysis_model.py``: ``analysis_model.json``;
-* ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm, sentiment2:mosi-bclstm):
-  ``context_D.json`` (a colon in D becomes ``_``); with ``--encoder PATTERN`` (fine-tuned text encoders, one per seed)
-  ``context_D_finetuned.json``;
+* ``python benchmarks/context_models.py --dataset D`` (D = iemocap6-text, meld7-text, mosi-bclstm,
+  sentiment2:mosi-bclstm): ``context_D.json`` (a colon in D becomes ``_``); with ``--encoder PATTERN``
+  (fine-tuned text encoders, one per seed) ``context_D_finetuned.json``;
 * ``python benchmarks/small_data.py --work DIR``: ``small_data.json``;
 * ``python benchmarks/seeds_003_004.py --suite S`` (S = mosi, runtime, text, clips): ``seeds_003_004_S.json``;
 * ``python benchmarks/seeds_000_002.py --work DIR``: ``seeds_000_002.json``;
