@@ -372,7 +372,7 @@ def main() -> None:
               "rows": previous.get("rows", {})}
     for variant in args.variants.split(","):
         config = experiment(args.dataset, variant, args.seeds)
-        rundir = Path(args.workdir) / f"{file_stem(args.dataset)}_{variant}"
+        rundir = Path(args.workdir) / f"{stem}_{variant}"
         load_before = os.getloadavg()[0]
         run_experiment(config, rundir, progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset])

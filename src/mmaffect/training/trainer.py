@@ -321,16 +321,23 @@ def _check_finite(loss: Tensor, terms: dict[str, Tensor], epoch: int) -> None:
                                  + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items()))
 
 
+def _training_loss(model: AffectModel, batch: dict[str, Tensor], task: Task, cfg: TrainConfig, epoch: int,
+                   device: torch.device) -> Tensor:
+    """The weighted training loss of one batch, refused (on every rank) when it is not finite."""
+    with _autocast(cfg, device):
+        terms = model.training_step(batch, task)
+        loss = total_loss(terms, cfg.loss_weights)
+    _check_finite(loss, terms, epoch)
+    return loss
+
+
 def _full_batch_step(model: AffectModel, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor], task: Task,
                      cfg: TrainConfig, epoch: int, n_rows: int, device: torch.device) -> Tensor:
     """One closure-driven optimizer step (L-BFGS) on the whole training batch; returns the
     ``[loss x rows, rows]`` of the first evaluation, the loss before the step as for other optimizers."""
     def closure() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(cfg, device):
-            terms = model.training_step(batch, task)
-            loss = total_loss(terms, cfg.loss_weights)
-        _check_finite(loss, terms, epoch)
+        loss = _training_loss(model, batch, task, cfg, epoch, device)
         loss.backward()
         return loss.detach()
 
@@ -412,11 +419,7 @@ def fit(model: AffectModel, data: AffectDataset, task: Task, train_rows: np.ndar
                 if n_local == 0:  # more ranks than units: take part in the collectives only
                     _check_finite(torch.zeros(()), {}, epoch)
                     continue
-                batch = _to(feeder.batch(local), device)
-                with _autocast(cfg, device):
-                    terms = model.training_step(batch, task)
-                    loss = total_loss(terms, cfg.loss_weights)
-                _check_finite(loss, terms, epoch)
+                loss = _training_loss(model, _to(feeder.batch(local), device), task, cfg, epoch, device)
                 (loss * (n_local / step_rows)).backward()
                 running += torch.tensor([float(loss.detach()) * n_local, n_local], dtype=torch.float64)
             distributed.all_reduce_gradients(params)
