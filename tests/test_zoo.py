@@ -13,9 +13,10 @@ from mmaffect.data.dataset import AffectDataset, Modality
 from mmaffect.models import ModelSpec, create_model
 from mmaffect.models.base import EpochState
 from mmaffect.models.baselines.graph_mfn import DynamicFusionGraph
-from mmaffect.models.baselines.misa import cmd, difference_loss
+from mmaffect.models.baselines.misa import StackedBiLSTM, cmd, difference_loss
 from mmaffect.models.baselines.mult import MultiheadAttention
 from mmaffect.models.baselines.self_mm import generated_labels
+from mmaffect.models.baselines.zoo_common import LSTMEncoder, one_step_lstm
 from mmaffect.training.config import TrainConfig
 
 ZOO = ("mfn", "graph-mfn", "mult", "misa", "self-mm", "mmim")
@@ -145,6 +146,35 @@ def test_mult_attention_equals_torch_multihead_attention(keys):
     want.square().sum().backward()
     for (name, a), b in zip(ours.named_parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_one_step_lstm_equals_the_lstm_kernel(bidirectional):
+    """The length-1 shortcut against torch's LSTM on the same weights: states and gradients."""
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(5, 3, batch_first=True, bidirectional=bidirectional)
+    x = torch.randn(4, 5, requires_grad=True)
+    got = one_step_lstm(rnn, x)
+    want = rnn(x[:, None])[1][0].transpose(0, 1).reshape(4, -1)
+    torch.testing.assert_close(got, want)
+    got_grads = torch.autograd.grad(got.square().sum(), [x, *rnn.parameters()], allow_unused=True)
+    want_grads = torch.autograd.grad(want.square().sum(), [x, *rnn.parameters()])
+    for (name, _), a, b in zip([("x", x), *rnn.named_parameters()], got_grads, want_grads, strict=True):
+        if "weight_hh" in name:  # zero initial state: the recurrent weights get no gradient
+            assert a is None and not b.any()
+        else:
+            torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("encoder", [LSTMEncoder(5, 3, bidirectional=True), StackedBiLSTM(5, 3)])
+def test_lstm_encoders_take_the_shortcut_only_on_one_step(encoder):
+    """A vector (one step) and the same vector with a padded second step give the same states: the
+    shortcut and the packed kernel agree inside the encoders."""
+    x = torch.randn(4, 1, 5)
+    padded = torch.cat([x, torch.randn(4, 1, 5)], 1)
+    mask = torch.tensor([[True, False]] * 4)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x, mask[:, :1]), encoder(padded, mask))
 
 
 def test_mult_attention_dropout_on_one_key_drops_whole_heads():

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # mmaffect vs MMSA 2.2.1 on the same exported data (mosi-bclstm, our 10 validation videos), the same
 # seeds and MMSA's selection rule, both on CPU with OMP_WAIT_POLICY=PASSIVE and one thread.
+# Two jobs run at a time (JOBS, default 2: one per core), a job being one toolkit's seeds of one model,
+# longest first, so every time in the table is one thread measured beside one other job.
 #
 #   bash benchmarks/vs_mmsa/run.sh [WORK_DIR]        (mmaffect venv active; default WORK_DIR /work/runs/vs_mmsa)
 #
@@ -19,10 +21,21 @@ mkdir -p "$work"
 bash "$here/setup_venv.sh" "$work/mmsa-venv"
 data="$work/mosi_bclstm_mmsa.pkl"
 [ -f "$data" ] || mmaffect export mmsa --dataset mosi-bclstm --output "$data"
-for model in $models; do
-  "$work/mmsa-venv/bin/python" "$here/mmsa_cpu.py" --data "$data" --model "$model" --seeds "$seeds" \
-    --work "$work/mmsa_runs" --output "$work/mmsa_$model.jsonl" 2> >(grep -v "^MMSA - " >&2)
-  python "$here/ours.py" --data "$data" --model "${model//_/-}" --seeds "$seeds" \
-    --work "$work/ours_runs" --output "$work/ours_$model.jsonl"
-done
+run_job() {  # run_job TOOLKIT MODEL: one toolkit's seeds of one model, resumable
+  if [ "$1" = mmsa ]; then
+    "$work/mmsa-venv/bin/python" "$here/mmsa_cpu.py" --data "$data" --model "$2" --seeds "$seeds" \
+      --work "$work/mmsa_runs" --output "$work/mmsa_$2.jsonl" 2> >(grep -v "^MMSA - " >&2)
+  else
+    python "$here/ours.py" --data "$data" --model "${2//_/-}" --seeds "$seeds" \
+      --work "$work/ours_runs" --output "$work/ours_$2.jsonl"
+  fi
+}
+export -f run_job
+export here work data seeds
+# longest first (MMSA's TFN and MulT take ~15 of the ~45 CPU minutes each), then anything not ranked
+ranked="mmsa:tfn mmsa:mult mmsa:misa ours:mult ours:tfn ours:misa mmsa:self_mm ours:self_mm mmsa:lmf ours:lmf"
+queue=()
+for job in $ranked; do [[ " $models " == *" ${job#*:} "* ]] && queue+=("$job"); done
+for model in $models; do [[ " $ranked " == *":$model "* ]] || queue+=("mmsa:$model" "ours:$model"); done
+printf '%s\n' "${queue[@]}" | xargs -P "${JOBS:-2}" -I{} bash -c 'job={}; run_job "${job%%:*}" "${job#*:}"'
 python "$here/table.py" --work "$work" --models "$models" --seeds "$seeds" --output "$repo/benchmarks/results/vs_mmsa.json"

@@ -28,7 +28,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mmaffect.models.base import Heads, ModelSpec
-from mmaffect.models.baselines.zoo_common import ZOO_SCHEDULE, ZooModel, encoder_groups, lengths_of, use_minilm
+from mmaffect.models.baselines.zoo_common import (
+    ZOO_SCHEDULE,
+    ZooModel,
+    encoder_groups,
+    lengths_of,
+    one_step_lstm,
+    use_minilm,
+)
 from mmaffect.models.registry import register_model
 
 if TYPE_CHECKING:
@@ -72,6 +79,9 @@ class StackedBiLSTM(nn.Module):
         self.out_dim = 4 * hidden
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if x.shape[1] == 1:  # utterance vectors: the same maths without packing or the LSTM kernel
+            first = one_step_lstm(self.rnn1, x[:, 0])
+            return torch.cat([first, one_step_lstm(self.rnn2, self.norm(first))], dim=1)
         lengths = lengths_of(mask).cpu()
         packed, (h1, _) = self.rnn1(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         states, _ = pad_packed_sequence(packed, batch_first=True)

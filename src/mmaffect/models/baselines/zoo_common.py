@@ -81,10 +81,31 @@ def common_grid(seqs: list[Tensor], masks: list[Tensor]) -> tuple[list[Tensor], 
     return out, mask
 
 
+def one_step_lstm(rnn: nn.LSTM, x: Tensor) -> Tensor:
+    """A one-layer ``rnn`` run over a single step ``x (B, d)`` from zero states: ``(B, dirs * hidden)``,
+    each direction's final hidden state (which is also the step's output), forward first.
+
+    With ``h0 = c0 = 0`` the recurrent weights and the forget gate drop out of the maths:
+    ``c = σ(i) ⊙ tanh(g)``, ``h = σ(o) ⊙ tanh(c)``, with the gates from one GEMM for both directions.
+    Same weights and same result as ``rnn`` on a length-1 sequence (utterance vectors, mosi-bclstm),
+    where packing and the native kernel's fixed cost per call were most of an LSTM's time on a CPU.
+    """
+    suffixes = ["", "_reverse"] if rnn.bidirectional else [""]
+    weight = torch.cat([getattr(rnn, f"weight_ih_l0{s}") for s in suffixes])
+    if rnn.bias:
+        bias = torch.cat([getattr(rnn, f"bias_ih_l0{s}") + getattr(rnn, f"bias_hh_l0{s}") for s in suffixes])
+    else:
+        bias = x.new_zeros(weight.shape[0])
+    gates = torch.addmm(bias, x, weight.t()).view(x.shape[0], len(suffixes), 4, rnn.hidden_size)
+    i, _, g, o = gates.unbind(2)
+    return (torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))).reshape(x.shape[0], -1)
+
+
 class LSTMEncoder(nn.Module):
     """Packed (B)LSTM over the real steps; returns the final hidden state(s) ``(B, dirs * hidden)``.
 
-    Packing is what makes padded steps change nothing (the Self-MM/MMIM ``AuViSubNet``).
+    Packing is what makes padded steps change nothing (the Self-MM/MMIM ``AuViSubNet``). A one-layer
+    LSTM over length-1 sequences takes :func:`one_step_lstm`, the same maths without the kernel.
     """
 
     def __init__(self, in_dim: int, hidden: int, layers: int = 1, bidirectional: bool = False,
@@ -95,6 +116,8 @@ class LSTMEncoder(nn.Module):
         self.out_dim = hidden * (2 if bidirectional else 1)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if x.shape[1] == 1 and self.rnn.num_layers == 1:
+            return one_step_lstm(self.rnn, x[:, 0])
         packed = pack_padded_sequence(x, lengths_of(mask).cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.rnn(packed)
         dirs = 2 if self.rnn.bidirectional else 1
