@@ -22,8 +22,9 @@ Which command writes which file:
 * ``python benchmarks/seeds_000_002.py --work DIR``: ``seeds_000_002.json``;
 * ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
 * ``python benchmarks/zoo.py --work DIR``: ``zoo_*.json``;
-* ``bash benchmarks/engine.sh``: ``*_text-finetune.json``, ``mosi-bclstm_bc-lstm*.json`` and (through
-  ``benchmarks/context_floor.py``) ``context_floor.json``.
+* ``bash benchmarks/engine.sh``: ``context_*_finetuned.json`` (the text-finetune encoders, their own heads
+  being the text-finetune rows, and the context models on them), ``mosi-bclstm_bc-lstm*.json`` and
+  (through ``benchmarks/context_floor.py``) ``context_floor.json``.
 """
 
 from __future__ import annotations
@@ -194,13 +195,19 @@ def gates() -> str:
                      "visual relevance, speaker / listener on screen"], rows)
 
 
+def text_finetune(dataset: str) -> dict:
+    """The ``text-finetune`` row: the fine-tuned encoders under the context models are text-finetune runs
+    (one per seed), so their own heads are the row; ``published`` from the same file."""
+    result = load(f"context_{dataset}_finetuned.json")
+    return {**result["rows"]["text-finetune"], "published": result["published"]}
+
+
 def finetune() -> str:
     """The fine-tuned MiniLM beside the frozen-vector MLP, the linear floor and the published rows."""
     rows = []
     floors = load("floors.json")["floors"]
     for dataset in ("iemocap6-text", "meld7-text"):
-        for model in ("text-finetune", "text-mlp"):
-            r = load(f"{dataset}_{model}.json")
+        for model, r in (("text-finetune", text_finetune(dataset)), ("text-mlp", load(f"{dataset}_text-mlp.json"))):
             refs = [f"{p['model']} {p['value']:g}" for p in r["published"]
                     if p["comparable"] and p["metric"] == "f1_weighted" and p["model"] in SHOWN_PUBLISHED[:1]]
             rows.append([dataset, model] + [cell(r["test"], m) for m in EMOTION] + ["; ".join(refs) or "–"])
@@ -363,8 +370,7 @@ def seeds_text() -> str:
         for row in result.values():
             if row["dataset"] == dataset:
                 rows.append([dataset, f"{row['model']} ({row['what']})"] + _seeds_row(row, EMOTION))
-        for model in ("text-finetune", "text-mlp"):
-            r = load(f"{dataset}_{model}.json")
+        for model, r in (("text-finetune", text_finetune(dataset)), ("text-mlp", load(f"{dataset}_text-mlp.json"))):
             rows.append([dataset, model, ",".join(map(str, r["seeds"]))] + [cell(r["test"], m) for m in EMOTION])
         floor = floors[dataset]["logreg_t"]
         rows.append([dataset, "*floor:* logistic regression on the frozen vectors", "–"]
@@ -452,8 +458,13 @@ def seeds_000_002() -> str:
                          runs, f"{r['n_params']:,}", epoch, total, published])
         for base in SEED_BASELINE_FILES.get(group, []):
             r = load(f"{base}.json")
-            rows.append([label, r["model"] + " (`benchmarks/baselines.sh`)", values(r["test"], metrics),
-                         str(len(r["test"][metrics[0]]["per_run"])), f"{r['n_params']:,}", "–", "–", "–"])
+            keep = [i for i, seed in enumerate(r["seeds"]) if seed in ours]  # the file may hold more seeds
+            test = {m: {"mean": statistics.mean(v["per_run"][i] for i in keep),
+                        "std": statistics.stdev(v["per_run"][i] for i in keep)} for m, v in r["test"].items()}
+            subset = "" if len(keep) == len(r["seeds"]) else \
+                f"; seeds {','.join(str(r['seeds'][i]) for i in keep)} of its {len(r['seeds'])}"
+            rows.append([label, r["model"] + f" (`benchmarks/baselines.sh`{subset})", values(test, metrics),
+                         str(len(keep)), f"{r['n_params']:,}", "–", "–", "–"])
         if group == "mosi":  # benchmarks/floors.py, same split
             tav = load("floors.json")["floors"]["mosi-bclstm"]["logreg_tav"]
             rows.append([label, "*floor:* logistic regression on the sign, t+a+v (`benchmarks/floors.py`)",
