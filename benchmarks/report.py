@@ -257,7 +257,7 @@ def context_models() -> str:
 
 
 FINETUNED_ORDER = ["text-finetune", "turn-transformer-nocontext", "turn-transformer-causal", "turn-transformer-bi",
-                   "dialogue-rnn-nocontext", "dialogue-rnn-causal", "dialogue-rnn-bi"]
+                   "dialogue-rnn-nocontext", "dialogue-rnn-causal", "dialogue-rnn-bi", "bc-lstm-nocontext", "bc-lstm"]
 
 
 def context_finetuned() -> str:
