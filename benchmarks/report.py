@@ -195,11 +195,13 @@ def gates() -> str:
                      "visual relevance, speaker / listener on screen"], rows)
 
 
-def text_finetune(dataset: str) -> dict:
-    """The ``text-finetune`` row: the fine-tuned encoders under the context models are text-finetune runs
-    (one per seed), so their own heads are the row; ``published`` from the same file."""
+def text_baselines(dataset: str) -> list[tuple[str, dict]]:
+    """The ``text-finetune`` and ``text-mlp`` rows of ``dataset``. The fine-tuned encoders under the context
+    models are text-finetune runs (one per seed), so their own heads are its row (``published`` from the
+    same file)."""
     result = load(f"context_{dataset}_finetuned.json")
-    return {**result["rows"]["text-finetune"], "published": result["published"]}
+    return [("text-finetune", {**result["rows"]["text-finetune"], "published": result["published"]}),
+            ("text-mlp", load(f"{dataset}_text-mlp.json"))]
 
 
 def finetune() -> str:
@@ -207,7 +209,7 @@ def finetune() -> str:
     rows = []
     floors = load("floors.json")["floors"]
     for dataset in ("iemocap6-text", "meld7-text"):
-        for model, r in (("text-finetune", text_finetune(dataset)), ("text-mlp", load(f"{dataset}_text-mlp.json"))):
+        for model, r in text_baselines(dataset):
             refs = [f"{p['model']} {p['value']:g}" for p in r["published"]
                     if p["comparable"] and p["metric"] == "f1_weighted" and p["model"] in SHOWN_PUBLISHED[:1]]
             rows.append([dataset, model] + [cell(r["test"], m) for m in EMOTION] + ["; ".join(refs) or "–"])
@@ -370,7 +372,7 @@ def seeds_text() -> str:
         for row in result.values():
             if row["dataset"] == dataset:
                 rows.append([dataset, f"{row['model']} ({row['what']})"] + _seeds_row(row, EMOTION))
-        for model, r in (("text-finetune", text_finetune(dataset)), ("text-mlp", load(f"{dataset}_text-mlp.json"))):
+        for model, r in text_baselines(dataset):
             rows.append([dataset, model, ",".join(map(str, r["seeds"]))] + [cell(r["test"], m) for m in EMOTION])
         floor = floors[dataset]["logreg_t"]
         rows.append([dataset, "*floor:* logistic regression on the frozen vectors", "–"]

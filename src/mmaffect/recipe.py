@@ -97,7 +97,9 @@ class FeatureRecipe:
         extraction settings of the feature cache at ``source``)."""
         if not self.extraction or not self.media:
             return
-        ours, theirs = {**_LEFT_OUT_AT, **self.extraction}, {**_LEFT_OUT_AT, **config}
+        from mmaffect.extraction.config import LEFT_OUT_AT  # a missing key is the value to_dict left out
+
+        ours, theirs = {**LEFT_OUT_AT, **self.extraction}, {**LEFT_OUT_AT, **config}
         differ = sorted(k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
         if differ:
             shown = ", ".join(f"{k}={theirs[k]!r} (checkpoint: {ours[k]!r})" for k in differ)
@@ -108,11 +110,6 @@ class FeatureRecipe:
         if "t" in self.modalities and self.text_encoder and encoder and encoder != self.text_encoder:
             raise DataError(source, f"the checkpoint was trained on text features {self.text_encoder}, "
                                     f"this installation makes {encoder}")
-
-
-# settings ExtractConfig.to_dict leaves out at these values (caches older than the setting have no key):
-# a missing key is that value, so a mediapipe-face checkpoint refuses a tflite-face cache and back
-_LEFT_OUT_AT = {"face_backend": "mediapipe"}
 
 
 def cache_settings(folder: str | Path) -> tuple[dict, str | None]:

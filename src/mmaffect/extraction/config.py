@@ -21,7 +21,8 @@ from mmaffect.errors import ConfigError
 
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "POLICY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION",
            "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS", "LOCK_FILE", "RECORD_KEY", "ASR_SEED",
-           "ARRAY_SCHEMA", "AUDIO_ENCODERS", "FACE_BACKENDS", "config_hash", "package_versions", "asr_plan", "asr_mode"]
+           "ARRAY_SCHEMA", "AUDIO_ENCODERS", "FACE_BACKENDS", "LEFT_OUT_AT", "config_hash", "package_versions",
+           "asr_plan", "asr_mode"]
 
 
 
@@ -36,6 +37,9 @@ RECORD_KEY = "record"  # the item's JSON record, stored as a uint8 array in the 
 ASR_SEED = 0
 AUDIO_ENCODERS = ("logmel", "whisper")  # optional frame-level audio representations (ExtractConfig.audio_encoders)
 FACE_BACKENDS = ("mediapipe", "tflite")  # ExtractConfig.face_backend; = mmaffect.features.face.BACKENDS
+# settings ExtractConfig.to_dict leaves out at these values: caches made before the setting existed have no
+# key, so theirs is this value (and comparisons elsewhere, e.g. mmaffect.recipe, read a missing key so)
+LEFT_OUT_AT = {"face_backend": "mediapipe"}
 _MAX_ID_BYTES = 400  # LMDB keys are at most 511 bytes
 
 POLICY = """\
@@ -187,12 +191,13 @@ class ExtractConfig:
 
     def to_dict(self) -> dict:
         """All settings; the audio-encoder fields only when an encoder is on, and ``face_backend`` only
-        when it is not the default ``"mediapipe"``, so caches made before they existed keep their config
-        (and hash) and can still be resumed. A cache resumed with another backend is refused: the
+        when it is not ``"mediapipe"`` (:data:`LEFT_OUT_AT`), so caches made before they existed keep their
+        config (and hash) and can still be resumed. A cache resumed with another backend is refused: the
         resume check compares a missing key as ``<unset>``."""
         out = dataclasses.asdict(self)
-        if self.face_backend == "mediapipe":
-            del out["face_backend"]
+        for key, value in LEFT_OUT_AT.items():
+            if out[key] == value:
+                del out[key]
         if not self.audio_encoders:
             del out["audio_encoders"], out["whisper_window"]
         else:

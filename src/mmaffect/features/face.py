@@ -139,13 +139,12 @@ class FaceAnalyzer:
         self._mesh = None
         self._port = None  # the "tflite" backend's TFLiteFaceMesh
         self._fer = None
-        self._fer_content = None  # the model bytes, kept alive with the interpreter
 
     # -- model loading -------------------------------------------------------------------------
     def _load(self) -> None:
         if self._fer is not None:
             return
-        from ai_edge_litert.interpreter import Interpreter
+        from mmaffect.features.face_tflite import TFLiteModel
 
         if self.backend == "mediapipe":
             os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
@@ -168,21 +167,14 @@ class FaceAnalyzer:
                 threads=self.threads,
             )
         # fer's model file, vendored (assets/fer/README.md): neither fer nor tensorflow is imported
-        fer_model = fer_model_path()
-        if not fer_model.is_file():
-            raise FileNotFoundError(f"expression model asset missing: {fer_model} (reinstall mmaffect)")
-        self._fer_content = fer_model.read_bytes()  # from bytes: works wherever the package lives
-        self._fer = Interpreter(model_content=self._fer_content, num_threads=self.threads)
-        self._fer.allocate_tensors()
-        self._fer_in = self._fer.get_input_details()[0]["index"]
-        self._fer_out = self._fer.get_output_details()[0]["index"]
+        self._fer = TFLiteModel(fer_model_path(), self.threads)
 
     def close(self) -> None:
         """Release the models (the analyzer reloads them if called again)."""
         for graph in (self._detector, self._mesh):
             if graph is not None:
                 graph.close()
-        self._detector = self._mesh = self._port = self._fer = self._fer_content = None
+        self._detector = self._mesh = self._port = self._fer = None
 
     def __enter__(self) -> FaceAnalyzer:
         return self
@@ -215,17 +207,11 @@ class FaceAnalyzer:
             kp = d.keypoints
             eyes = ((float(kp[0, 0]), float(kp[0, 1])), (float(kp[1, 0]), float(kp[1, 1])))
             return _Detection(*d.box, score=d.score, eyes=eyes, raw=d)
-        import cv2
+        from mmaffect.features.face_tflite import detection_frame
 
-        h, w = rgb.shape[:2]
-        img = rgb
-        if self.detect_max_side and max(h, w) > self.detect_max_side:
-            s = self.detect_max_side / max(h, w)
-            img = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        dets = self._detector.process(img).detections or []
+        dets = self._detector.process(detection_frame(rgb, self.detect_max_side)).detections or []
         if not dets:
             return None
-        # relative coordinates, so they hold for the full-size frame as well
         det = max(
             dets,
             key=lambda d: (
@@ -313,9 +299,8 @@ class FaceAnalyzer:
         gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
         out.crops[t] = _resize(gray, self.crop_size)
         x = ((_resize(gray, _FER_SIZE).astype(np.float32) / 255.0 - 0.5) * 2.0)[None, :, :, None]
-        self._fer.set_tensor(self._fer_in, x)
-        self._fer.invoke()
-        p = np.clip(self._fer.get_tensor(self._fer_out)[0].astype(np.float32), 0, None)
+        (scores,) = self._fer.run(x, len(FER_LABELS))
+        p = np.clip(scores.astype(np.float32), 0, None)
         total = float(p.sum())
         out.expression[t] = p / total if total > 0 else 1.0 / len(FER_LABELS)
 

@@ -50,8 +50,10 @@ __all__ = [
     "MeshModel",
     "Roi",
     "TFLiteFaceMesh",
+    "TFLiteModel",
     "asset_path",
     "decode_detections",
+    "detection_frame",
     "face_crop",
     "rotated_square_roi",
     "ssd_anchor_centers",
@@ -326,15 +328,15 @@ def rotated_square_roi(box: Sequence[float], start: Sequence[float], end: Sequen
 
 
 # -- models ------------------------------------------------------------------------------------------------
-class _TFLiteModel:
-    """A vendored tflite model run by ai-edge-litert; outputs picked by their element count."""
+class TFLiteModel:
+    """A vendored tflite model (an ``importlib.resources`` traversable) run by ai-edge-litert; outputs
+    picked by their element count."""
 
-    def __init__(self, name: str, threads: int = 1):
+    def __init__(self, asset, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        asset = asset_path(name)
         if not asset.is_file():
-            raise FileNotFoundError(f"face model asset missing: {asset} (reinstall mmaffect)")
+            raise FileNotFoundError(f"model asset missing: {asset} (reinstall mmaffect)")
         # from bytes: works wherever the package lives (a zip included); kept alive with the interpreter
         self._content = asset.read_bytes()
         self._interp = Interpreter(model_content=self._content, num_threads=int(threads))
@@ -362,7 +364,7 @@ class FaceDetector:
     def __init__(self, config: DetectorConfig, min_score: float | None = None, threads: int = 1):
         self.config = config
         self.min_score = float(config.min_score if min_score is None else min_score)
-        self._model = _TFLiteModel(config.model, threads)
+        self._model = TFLiteModel(asset_path(config.model), threads)
         self.anchors = ssd_anchor_centers(config.input_size, config.strides, config.interpolated_scale)
         if self._model.input_shape[1:3] != (config.input_size, config.input_size):
             raise ValueError(f"{config.model}: input {self._model.input_shape}, expected side {config.input_size}")
@@ -392,7 +394,7 @@ class MeshModel:
     """``face_landmark.tflite``: 468 points of the face in a :class:`Roi` (input 192x192, RGB in [0, 1])."""
 
     def __init__(self, threads: int = 1):
-        self._model = _TFLiteModel("face_landmark.tflite", threads)
+        self._model = TFLiteModel(asset_path("face_landmark.tflite"), threads)
 
     def __call__(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         """``(468, 3)`` points in image pixels (z in pixels, like x) and the face-presence probability."""
@@ -411,7 +413,7 @@ class IrisModel:
     """
 
     def __init__(self, threads: int = 1):
-        self._model = _TFLiteModel("iris_landmark.tflite", threads)
+        self._model = TFLiteModel(asset_path("iris_landmark.tflite"), threads)
 
     def __call__(self, rgb: np.ndarray, roi: Roi, flip: bool) -> tuple[np.ndarray, np.ndarray]:
         """``(71, 3)`` eye contour/brow and ``(5, 3)`` iris points in image pixels (z scaled like x)."""
@@ -429,6 +431,18 @@ class FaceDetection:
     box: tuple[float, float, float, float]  # xmin, ymin, width, height; not clipped to the frame
     score: float
     keypoints: np.ndarray  # float32 (6, 2) x, y: eye (image left), eye (image right), nose, mouth, ear, ear
+
+
+def detection_frame(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """The frame a face detector sees: downscaled (area filter) so its longest side is ``max_side``, or
+    as is. Detections are relative to the frame, so they hold for the full-size frame as well."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return rgb
+    s = max_side / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def face_crop(rgb: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -493,14 +507,7 @@ class TFLiteFaceMesh:
 
     def detect(self, rgb: np.ndarray) -> FaceDetection | None:
         """The largest face found by the frame detector, or None."""
-        import cv2
-
-        h, w = rgb.shape[:2]
-        img = rgb
-        if self.detect_max_side and max(h, w) > self.detect_max_side:
-            s = self.detect_max_side / max(h, w)
-            img = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        dets = self.detector(img)
+        dets = self.detector(detection_frame(rgb, self.detect_max_side))
         if not len(dets):
             return None
         i = dets.largest()
