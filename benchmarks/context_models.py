@@ -40,6 +40,13 @@ VARIANTS = {
     "turn-transformer-nocontext": ("turn-transformer", {"context": False}),
     "bc-lstm": ("bc-lstm", {}),
     "bc-lstm-nocontext": ("bc-lstm", {"context": False}),
+    # CoMPM-style (models/compm.py): causal dialogue-rnn context + the speaker's frozen-MiniLM memory
+    "compm": ("compm", {}),
+    "compm-nomemory": ("compm", {"memory": False}),
+    "compm-pmonly": ("compm", {"com": "none"}),
+    # SPCL's prototype contrastive term beside the cross-entropy (weight 0.1, temperature 0.1, 64 per class)
+    "dialogue-rnn-causal+spcl": ("dialogue-rnn", {"bidirectional": False, "spcl": 0.1}),
+    "compm+spcl": ("compm", {"spcl": 0.1}),
 }
 # Variants whose capacity and regularisation are chosen per seed on the validation rows
 # (training/selection.py: every candidate fitted on train, early-stopped on valid, best valid value wins),

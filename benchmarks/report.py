@@ -259,7 +259,8 @@ def context_models() -> str:
 
 
 FINETUNED_ORDER = ["text-finetune", "turn-transformer-nocontext", "turn-transformer-causal", "turn-transformer-bi",
-                   "dialogue-rnn-nocontext", "dialogue-rnn-causal", "dialogue-rnn-bi", "bc-lstm-nocontext", "bc-lstm"]
+                   "dialogue-rnn-nocontext", "dialogue-rnn-causal", "dialogue-rnn-bi", "bc-lstm-nocontext", "bc-lstm",
+                   "dialogue-rnn-causal+spcl", "compm-pmonly", "compm-nomemory", "compm", "compm+spcl"]
 
 
 def context_finetuned() -> str:

@@ -132,7 +132,7 @@ def test_test_labels_are_not_read_with_a_fine_tuned_encoder(tmp_path):
 
 @pytest.mark.parametrize("encoder", [False, True], ids=["minilm", "fine-tuned"])
 @pytest.mark.parametrize(("model", "model_args"), [("dialogue-rnn", {"bidirectional": False}),
-                                                   ("turn-transformer", {"causal": True})])
+                                                   ("turn-transformer", {"causal": True}), ("compm", {})])
 def test_online_predictions_equal_the_batch_predictions(corpus, tmp_path, model, model_args, encoder):
     folder, dataset = corpus
     train(dataset, tmp_path / "run", model, model_args, encoder=folder / "encoder.safetensors" if encoder else None)

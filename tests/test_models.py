@@ -52,6 +52,8 @@ def tiny_batch(spec: ModelSpec, size: int, seed: int = 0) -> dict[str, torch.Ten
         grid = torch.zeros(*turn_mask.shape, d)
         grid[turn_mask] = batch[m]
         batch[f"{m}_dlg"] = grid
+    if "t" in spec.dims:  # need "pretrained_text": the frozen text vectors, here the text modality's own
+        batch["t_pretrained"], batch["t_pretrained_dlg"] = batch["t"], batch["t_dlg"]
     return batch
 
 

@@ -15,10 +15,12 @@ prediction for a turn would change once later turns arrive.
 How: :meth:`Conversation.add` embeds the new turn's text once, with the checkpoint's own text encoder
 (the packaged MiniLM, or the fine-tuned ``text-finetune`` checkpoint named by the training data's
 ``dataset_args.text_encoder``), and runs the model on the dialogue so far as one dialogue batch, the
-code path of training and ``evaluate``. A causal model's output for turn k reads turns 1..k only, so
-the answer equals the batch prediction of the finished dialogue at that turn (tested). Re-running the
-dialogue so far is linear in its length per turn; for dialogues of tens of turns that is milliseconds
-beside the text encoder.
+code path of training and ``evaluate``. A model that also reads the frozen MiniLM vectors beside a
+fine-tuned encoder's (``compm``'s speaker memory, need ``"pretrained_text"``) gets those too, as in
+training (:attr:`~mmaffect.data.dataset.AffectDataset.pretrained_text`). A causal model's output for
+turn k reads turns 1..k only, so the answer equals the batch prediction of the finished dialogue at
+that turn (tested). Re-running the dialogue so far is linear in its length per turn; for dialogues of
+tens of turns that is milliseconds beside the text encoder.
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ class Conversation:
                               "bidirectional=false, turn-transformer with causal=true)")
         self.predictor = predictor
         self._encoder = self._text_encoder()
+        self._keep_pretrained = self._encoder is not None and any(
+            "pretrained_text" in getattr(m.model, "needs", ()) for m in predictor.models)
         self.turns: list[tuple[str, str]] = []
         self._vectors: list[Tensor] = []
+        self._pretrained: list[Tensor] = []
 
     def _text_encoder(self) -> LoadedModel | None:
         """The fine-tuned encoder the model's training data named, or None for the packaged MiniLM."""
@@ -89,7 +94,8 @@ class Conversation:
             name="live", ids=np.array([f"turn{i}" for i in range(n)]),
             modalities={"t": Modality(torch.cat(self._vectors))},
             dialogue_id=np.array(["live"] * n), speaker=np.array([s for s, _ in self.turns], dtype=str),
-            utt_index=np.arange(n), text=np.array([t for _, t in self.turns], dtype=str))
+            utt_index=np.arange(n), text=np.array([t for _, t in self.turns], dtype=str),
+            pretrained_text=torch.cat(self._pretrained) if self._keep_pretrained else None)
 
     def add(self, speaker: str, text: str) -> dict:
         """Append a turn and return its prediction (``label``/``probabilities`` or ``score``, as
@@ -99,6 +105,10 @@ class Conversation:
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"turn {len(self.turns)} ({speaker}): empty text")
         vector = self._embed(text)
+        if self._keep_pretrained:  # the packaged MiniLM vector, as with_encoded_text kept it in training
+            from mmaffect.data.text_features import text_modality
+
+            self._pretrained.append(text_modality([text], False)[0].vector.float())
         self.turns.append((speaker, text))
         self._vectors.append(vector)
         outputs = self.predictor.outputs(self._dialogue(), "conversation")
@@ -107,4 +117,4 @@ class Conversation:
 
     def reset(self) -> None:
         """Forget the turns so far (the model stays loaded)."""
-        self.turns, self._vectors = [], []
+        self.turns, self._vectors, self._pretrained = [], [], []

@@ -20,6 +20,11 @@ What a batch holds is chosen by what a model declares it needs (``AffectModel.ne
 - ``"tokens"``: ``t_tokens`` (n, L) int64 word-piece ids of the row's text from the tokenizer the
   model names, cut to the longest row, and ``t_tokens_mask`` (n, L) bool. Ids are computed once per
   dataset (:meth:`AffectDataset.tokenize`) and kept as a tensor.
+- ``"pretrained_text"``: ``t_pretrained`` (n, d), the frozen packaged sentence vectors of the text:
+  the ones kept in :attr:`AffectDataset.pretrained_text` when a fine-tuned encoder replaced the text
+  modality (:mod:`mmaffect.data.encoded`), else the text modality's own vectors (standardised like
+  ``t``). With ``"dialogues"`` also ``t_pretrained_dlg`` (D, T, d). For models that must read the
+  pretrained vectors whatever the text modality holds (``compm``'s speaker memory).
 - ``"dialogues"``: the batch unit is a whole dialogue (all rows of the batch's dialogues that are
   among the rows being trained or evaluated, in turn order). Extra keys: ``turn_mask`` (D, T) bool,
   ``dlg_rows`` (D, T) int64 row ids (-1 = padding), ``m_dlg`` (D, T, d) per modality (zeros at
@@ -42,9 +47,9 @@ from torch import Tensor
 from mmaffect.errors import ConfigError
 
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "video"}
-NEEDS = ("vectors", "sequences", "sequences?", "frames", "tokens", "dialogues")
+NEEDS = ("vectors", "sequences", "sequences?", "frames", "tokens", "pretrained_text", "dialogues")
 _ROW_FIELDS = ("score", "label", "labels", "split", "fold", "dialogue_id", "speaker", "utt_index", "context",
-               "group", "text")
+               "group", "text", "pretrained_text")
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,10 @@ class AffectDataset:
         group: the unit that must never straddle train and test (video, speaker, dialogue), or None.
         default_task: the task a run uses unless told otherwise (see :mod:`mmaffect.tasks`).
         meta: provenance and feature recipe (source files, encoders and their versions).
+        pretrained_text: the frozen sentence vectors ``(N, d)`` the text modality held before a
+            fine-tuned encoder replaced it (:func:`mmaffect.data.encoded.with_encoded_text`), or None
+            when the text modality is still those vectors. Not standardised (the standardiser fits
+            modalities only); read through the ``"pretrained_text"`` need.
     """
 
     name: str
@@ -180,6 +189,7 @@ class AffectDataset:
     tokens: dict[str, TokenIds] = field(default_factory=dict, repr=False)
     frame_loader: Callable[[np.ndarray], FrameSequences] | None = field(default=None, repr=False, compare=False)
     frames: dict[str, FrameSequences] = field(default_factory=dict, repr=False)
+    pretrained_text: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -294,11 +304,21 @@ class AffectDataset:
             width = max(int(lengths.max()), 1)
             out["t_tokens"] = ids.ids[index, :width]
             out["t_tokens_mask"] = torch.arange(width)[None, :] < lengths[:, None]
+        if "pretrained_text" in needs:
+            out["t_pretrained"] = self.pretrained_text_vectors()[index].float()
         for target in ("score", "label", "labels"):
             value = getattr(self, target)
             if value is not None:
                 out[target] = value[index]
         return out
+
+    def pretrained_text_vectors(self) -> Tensor:
+        """(N, d) frozen sentence vectors of the text: the kept ones, else the text modality's."""
+        if self.pretrained_text is not None:
+            return self.pretrained_text
+        if "t" not in self.modalities:
+            raise ConfigError(f"{self.name} has no text vectors, so no pretrained text vectors")
+        return self.modalities["t"].vector
 
     def dialogue_table(self, rows: np.ndarray) -> Tensor:
         """``rows`` grouped into dialogues in turn order: ``(D, T)`` row ids, -1 = padding.
@@ -335,7 +355,7 @@ class AffectDataset:
         out = self.batch(rows, needs, tokens)
         out["turn_mask"] = turn_mask
         out["dlg_rows"] = table
-        for key in self.modalities:
+        for key in [*self.modalities, *(["t_pretrained"] if "t_pretrained" in out else [])]:
             grid = torch.zeros(*table.shape, out[key].shape[1])
             grid[turn_mask] = out[key]
             out[f"{key}_dlg"] = grid

@@ -5,7 +5,9 @@ utterance; any utterance encoder can feed them. A MiniLM fine-tuned on the task'
 gives better utterance vectors than the frozen one, and the context model then adds the dialogue on
 top. ``--set dataset_args.text_encoder=CKPT`` (any dataset with raw text) replaces the text
 modality's vectors by the checkpoint's pooled sentence vectors (the masked mean of its last token
-states, i.e. what its head reads).
+states, i.e. what its head reads). The frozen vectors it replaces are kept as
+:attr:`~mmaffect.data.dataset.AffectDataset.pretrained_text`, for models whose point is to read the
+pretrained encoder (``compm``'s speaker memory, need ``"pretrained_text"``).
 
 No leakage: the encoder must have been trained on the same dataset's fixed split (its checkpoint
 records the dataset and no cross-validation fold), so it saw the training rows and chose its epoch on
@@ -133,7 +135,10 @@ def with_encoded_text(data: AffectDataset, dataset: str, checkpoint: str | Path)
     encoder = {"path": str(path.resolve()), "sha256": sha, "dataset": meta["dataset"], "seed": meta.get("seed"),
                "best_epoch": meta.get("best_epoch"), "model_args": meta.get("model_args", {})}
     modalities = {**data.modalities, "t": Modality(vectors.float())}
+    # the frozen vectors stay beside the fine-tuned ones: compm's speaker memory reads them (need "pretrained_text")
+    pretrained = data.pretrained_text if data.pretrained_text is not None else (
+        data.modalities["t"].vector.float() if "t" in data.modalities else None)
     features = {**data.meta, "text_encoder": f"{ENCODER_MODEL}@sha256:{sha[:16]}",
                 "text_vector": "masked mean of the fine-tuned encoder's last token states",
                 "text_encoder_checkpoint": encoder}
-    return replace(data, modalities=modalities, meta=features)
+    return replace(data, modalities=modalities, meta=features, pretrained_text=pretrained)

@@ -5,6 +5,8 @@
 - :func:`info_nce_pairs`: InfoNCE over explicit positive and negative pair similarities of one
   sample (SemanticMAC's intra-sample loss).
 - :func:`class_level_nce`: MRE's class-level NCE between two modalities (eq. 7).
+- :func:`prototype_contrastive_loss`: SPCL's supervised prototypical contrastive loss (Song et al.
+  2022): SupCon whose candidates also include one prototype per class.
 """
 
 from __future__ import annotations
@@ -70,3 +72,41 @@ def class_level_nce(z1: Tensor, z2: Tensor, same_class: Tensor, temperature: flo
     if (~same_class).any():
         loss = loss - torch.log((1 - log_p[~same_class].exp()).clamp(min=eps)).mean()
     return loss
+
+
+def prototype_contrastive_loss(features: Tensor, labels: Tensor, prototypes: Tensor, has_prototype: Tensor,
+                               temperature: float = 0.1) -> Tensor:
+    """SPCL (Song et al., EMNLP 2022): each sample is pulled toward its class prototype and the other
+    samples of its class, and pushed from the rest of the batch and the other classes' prototypes.
+
+    ``L_i = -1/(|P(i)| + 1) Σ_{p ∈ P(i) ∪ {T_{y_i}}} log(e^{s_ip/τ} / (Σ_{a ≠ i} e^{s_ia/τ} + Σ_c e^{s(i, T_c)/τ}))``
+    with ``s`` the cosine similarity, P(i) the other batch samples of class ``y_i`` and ``T_c`` the
+    prototype of class c. Why prototypes: a small batch (a few dialogues) often holds no other sample
+    of a rare class, so plain SupCon has no positive for it; the prototype (kept outside the batch,
+    e.g. :class:`mmaffect.models.blocks.prototypes.PrototypeQueue`) always is one.
+
+    Args:
+        features: (B, d) representations; normalised here.
+        labels: (B,) class ids.
+        prototypes: (C, d) one row per class; normalised here (rows without a prototype are ignored).
+        has_prototype: (C,) bool, False for a class with no prototype yet: it is neither a candidate
+            nor a positive (its samples then have only their batch positives).
+    Anchors with neither a batch positive nor a prototype are left out of the mean; with none at all
+    the loss is 0, still connected to the graph.
+    """
+    f = F.normalize(features, dim=-1)
+    t = F.normalize(prototypes, dim=-1)
+    batch_logits = (f @ f.T / temperature).masked_fill(torch.eye(len(f), dtype=torch.bool, device=f.device),
+                                                       float("-inf"))
+    proto_logits = (f @ t.T / temperature).masked_fill(~has_prototype[None, :], float("-inf"))
+    log_denominator = torch.logsumexp(torch.cat([batch_logits, proto_logits], 1), dim=1, keepdim=True)
+    same = (labels[:, None] == labels[None, :]).fill_diagonal_(False)
+    own = F.one_hot(labels, len(prototypes)).bool() & has_prototype[None, :]
+    batch_log_prob = (batch_logits - log_denominator).masked_fill(~same, 0.0)
+    proto_log_prob = (proto_logits - log_denominator).masked_fill(~own, 0.0)
+    count = same.sum(1) + own.sum(1)
+    has = count > 0
+    if not has.any():
+        return f.sum() * 0.0
+    summed = batch_log_prob.sum(1) + proto_log_prob.sum(1)
+    return -(summed[has] / count[has]).mean()

@@ -13,6 +13,11 @@ for the real turns in ``turn_mask`` order:
 Every one has ``context=False``: the same modules and weights, but each turn is run as a dialogue of
 one turn, so no information crosses turns. That variant is the no-context floor of the same encoder,
 trained by the same command.
+
+Every one (and ``compm``, :mod:`mmaffect.models.compm`) also takes ``spcl=w`` (default 0, off): SPCL's
+prototype contrastive term on the features its heads read, weight ``w``, temperature
+``spcl_temperature``, ``spcl_queue`` queued representations per class
+(:mod:`mmaffect.models.blocks.prototypes`). The features are returned as ``"features"``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmaffect.models import context_rnn, context_transformer  # noqa: F401  (registers the other context models)
+from mmaffect.models import compm, context_rnn, context_transformer  # noqa: F401  (registers the other context models)
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
+from mmaffect.models.blocks.prototypes import prototype_contrast, spcl_terms
 from mmaffect.models.context_common import one_turn_dialogues, turn_inputs
 from mmaffect.models.registry import register_model
 
@@ -34,7 +40,7 @@ class BCLSTM(AffectModel):
     needs = frozenset({"vectors", "dialogues"})
 
     def __init__(self, spec: ModelSpec, *, hidden: int = 64, post_hidden: int = 64, dropout: float = 0.3,
-                 context: bool = True):
+                 context: bool = True, spcl: float = 0.0, spcl_temperature: float = 0.1, spcl_queue: int = 64):
         super().__init__(spec)
         self.modalities = list(spec.dims)
         self.context = context
@@ -43,6 +49,7 @@ class BCLSTM(AffectModel):
         self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, post_hidden), nn.ReLU(),
                                   nn.Dropout(dropout))
         self.heads = Heads(post_hidden, spec.heads)
+        self.spcl = prototype_contrast(spec.heads, post_hidden, spcl, spcl_queue, spcl_temperature)
 
     @property
     def online(self) -> bool:
@@ -57,4 +64,8 @@ class BCLSTM(AffectModel):
         packed = pack_padded_sequence(x, mask.sum(1).cpu(), batch_first=True, enforce_sorted=False)
         context, _ = self.lstm(packed)
         context, _ = pad_packed_sequence(context, batch_first=True, total_length=mask.shape[1])
-        return self.heads(self.post(context[mask]))
+        features = self.post(context[mask])
+        return {**self.heads(features), "features": features}
+
+    def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return spcl_terms(self.spcl, outputs, batch)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
+from mmaffect.models.blocks.prototypes import prototype_contrast, spcl_terms
 from mmaffect.models.context_common import one_turn_dialogues, reverse_turns, speaker_grid, turn_inputs
 from mmaffect.models.registry import register_model
 
@@ -74,7 +75,8 @@ class DialogueRNN(AffectModel):
     needs = frozenset({"vectors", "dialogues"})
 
     def __init__(self, spec: ModelSpec, *, hidden: int = 64, post_hidden: int = 64, dropout: float = 0.3,
-                 bidirectional: bool = True, context: bool = True):
+                 bidirectional: bool = True, context: bool = True, spcl: float = 0.0, spcl_temperature: float = 0.1,
+                 spcl_queue: int = 64):
         super().__init__(spec)
         self.modalities = list(spec.dims)
         self.context = context
@@ -84,6 +86,7 @@ class DialogueRNN(AffectModel):
         width = hidden * (2 if bidirectional else 1)
         self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, post_hidden), nn.ReLU(), nn.Dropout(dropout))
         self.heads = Heads(post_hidden, spec.heads)
+        self.spcl = prototype_contrast(spec.heads, post_hidden, spcl, spcl_queue, spcl_temperature)
 
     @property
     def online(self) -> bool:
@@ -102,4 +105,8 @@ class DialogueRNN(AffectModel):
             index = reverse_turns(mask)
             back = self.backward_cell(x.gather(1, index[..., None].expand_as(x)), speakers.gather(1, index), mask)
             states.append(back.gather(1, index[..., None].expand_as(back)))
-        return self.heads(self.post(torch.cat(states, -1)[mask]))
+        features = self.post(torch.cat(states, -1)[mask])
+        return {**self.heads(features), "features": features}
+
+    def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return spcl_terms(self.spcl, outputs, batch)

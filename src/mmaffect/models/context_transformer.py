@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
+from mmaffect.models.blocks.prototypes import prototype_contrast, spcl_terms
 from mmaffect.models.context_common import one_turn_dialogues, speaker_grid, turn_inputs
 from mmaffect.models.registry import register_model
 
@@ -38,7 +39,8 @@ class TurnTransformer(AffectModel):
     needs = frozenset({"vectors", "dialogues"})
 
     def __init__(self, spec: ModelSpec, *, hidden: int = 128, layers: int = 2, attention_heads: int = 4,
-                 dropout: float = 0.3, causal: bool = False, context: bool = True, max_speakers: int = 16):
+                 dropout: float = 0.3, causal: bool = False, context: bool = True, max_speakers: int = 16,
+                 spcl: float = 0.0, spcl_temperature: float = 0.1, spcl_queue: int = 64):
         super().__init__(spec)
         self.modalities = list(spec.dims)
         self.causal = causal
@@ -50,6 +52,7 @@ class TurnTransformer(AffectModel):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
         self.heads = Heads(hidden, spec.heads)
+        self.spcl = prototype_contrast(spec.heads, hidden, spcl, spcl_queue, spcl_temperature)
 
     @property
     def online(self) -> bool:
@@ -68,4 +71,8 @@ class TurnTransformer(AffectModel):
         turns = x.shape[1]
         later = torch.triu(torch.ones(turns, turns, dtype=torch.bool, device=x.device), 1) if self.causal else None
         h = self.encoder(x, mask=later, src_key_padding_mask=~mask)
-        return self.heads(self.norm(h[mask]))
+        features = self.norm(h[mask])
+        return {**self.heads(features), "features": features}
+
+    def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return spcl_terms(self.spcl, outputs, batch)
