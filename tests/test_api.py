@@ -144,6 +144,8 @@ def test_recipe_refuses_features_extracted_otherwise():
         recipe.check_extraction({"fps": 2.0, "sample_rate": 16000}, "cache")
     assert FeatureRecipe.from_dict(recipe.to_dict()) == recipe
     assert recipe.extract_config(asr="never").fps == 1.0
+    # a recipe without face_backend was extracted with mediapipe, whatever today's default
+    assert recipe.extract_config().face_backend == "mediapipe"
     # face_backend is left out of a config at "mediapipe" (older caches have no key): still compared
     with pytest.raises(DataError, match=r"face_backend='tflite' \(checkpoint: 'mediapipe'\)"):
         recipe.check_extraction({"fps": 1.0, "sample_rate": 16000, "face_backend": "tflite"}, "cache")

@@ -234,20 +234,19 @@ def test_library_messages_reach_stderr_once(tmp_path, capsys):
         assert err.count(f"validation search over {grid} candidates chose") == 3  # one per fold, not duplicated
 
 
-@pytest.mark.parametrize("command", [["analyze", "CLIP"], ["extract", "MANIFEST", "--output", "OUT"]])
-def test_media_commands_without_the_extract_extra_say_what_to_install(command, tmp_path, monkeypatch, capsys):
-    """A plain ``pip install mmaffect`` has no media extractors: analyze and extract stop with one line
-    naming the missing packages and the install command, before any work (not ModuleNotFoundError)."""
+def test_the_mediapipe_backend_without_mediapipe_says_what_to_install(tmp_path, monkeypatch, capsys):
+    """The media extractors are base dependencies; only the optional mediapipe face backend is installed
+    apart. Asking for it without mediapipe stops with one line naming the install command, before any
+    work (not ModuleNotFoundError once per item from inside the workers)."""
     import importlib.util
 
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"not decoded: the check comes first")
+    (tmp_path / "clip.mp4").write_bytes(b"not decoded: the check comes first")
     manifest = tmp_path / "m.csv"
     manifest.write_text("path\nclip.mp4\n")
-    args = [{"CLIP": str(clip), "MANIFEST": str(manifest), "OUT": str(tmp_path / "out")}.get(a, a) for a in command]
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
-    assert main(args) == 2
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mediapipe" else real(name, *a))
+    out = tmp_path / "out"
+    assert main(["extract", str(manifest), "--output", str(out), "--face-backend", "mediapipe", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "needs the media extractors" in err and "missing: av" in err and "mmaffect[extract]" in err
-    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    assert "mediapipe is not installed" in err and "mmaffect[mediapipe]" in err and "--no-deps" in err
+    assert "Traceback" not in err and not (out / "meta.json").exists()

@@ -317,8 +317,6 @@ def test_models_that_need_face_crops_say_so_and_train_on_them():
 def test_cache_reader_exposes_the_extracted_face_crops(tmp_path):
     """Two generated face videos through `mmaffect extract`: the `cache:` dataset reads their 48x48 crops
     only when asked, one per sampled frame, i.e. one per visual step of the default grid."""
-    pytest.importorskip("av")
-    pytest.importorskip("mediapipe")
     try:
         import media_factory as mf
     except ModuleNotFoundError:  # tests/ imported as a package

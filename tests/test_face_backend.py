@@ -19,7 +19,7 @@ def test_backends_are_the_analyzers():
     from mmaffect.features.face import BACKENDS
 
     assert FACE_BACKENDS == BACKENDS == ("mediapipe", "tflite")
-    assert ExtractConfig().face_backend == "mediapipe"
+    assert ExtractConfig().face_backend == "tflite"  # the vendored port: works without mediapipe
 
 
 @pytest.mark.parametrize("bad", ["onnx", "TFLite", "", None])
@@ -28,25 +28,31 @@ def test_unknown_backend_is_refused_naming_the_choices(bad):
         ExtractConfig(face_backend=bad)
 
 
-def test_default_backend_keeps_old_caches_and_the_shipped_models_valid():
-    """The default config, and so its hash, is what it was before the option existed."""
-    assert "face_backend" not in ExtractConfig().to_dict()
+def test_mediapipe_keeps_old_caches_and_records_valid():
+    """A mediapipe config, and so its hash, is what the default was before the option existed; a record
+    without the key (an old cache's meta.json, an old checkpoint's recipe) reads back as mediapipe, not as
+    today's default."""
+    mediapipe = ExtractConfig(face_backend="mediapipe")
+    assert "face_backend" not in mediapipe.to_dict()
     # config_hash(ExtractConfig()) before face_backend existed (commit 72e8d27)
-    assert config_hash(ExtractConfig()) == "9f932b2eb8eb3e9c"
-    assert config_hash(ExtractConfig(face_backend="mediapipe")) == config_hash(ExtractConfig())
+    assert config_hash(mediapipe) == "9f932b2eb8eb3e9c"
+    assert ExtractConfig.from_dict(mediapipe.to_dict()) == mediapipe
+    assert ExtractConfig.from_dict({"fps": 1.0, "unknown_later_setting": 3}).face_backend == "mediapipe"
+    assert ExtractConfig.from_dict(ExtractConfig().to_dict()) == ExtractConfig()
+    assert ExtractConfig.from_dict({}, face_backend="tflite").face_backend == "tflite"
     for card in sorted(PRETRAINED.glob("*/card.json")):
         recorded = (json.loads(card.read_text()).get("extractors") or {}).get("extraction")
         if recorded:  # the settings a media checkpoint was trained on rebuild exactly the same config
-            assert ExtractConfig(**recorded).to_dict() == recorded, card
+            assert ExtractConfig.from_dict(recorded).to_dict() == recorded, card
 
 
 def test_backends_never_share_a_cache_identity():
-    mp, tfl = ExtractConfig(), ExtractConfig(face_backend="tflite")
+    mp, tfl = ExtractConfig(face_backend="mediapipe"), ExtractConfig()
     assert tfl.to_dict() == {**mp.to_dict(), "face_backend": "tflite"}
     assert config_hash(mp) != config_hash(tfl)
     # also with other settings on (audio encoders, short-range detector)
     kw = {"audio_encoders": ("whisper",), "whisper_window": "trim", "full_range_detector": False}
-    assert config_hash(ExtractConfig(**kw)) != config_hash(ExtractConfig(**kw, face_backend="tflite"))
+    assert config_hash(ExtractConfig(**kw, face_backend="mediapipe")) != config_hash(ExtractConfig(**kw))
     meta_mp, meta_tfl = _meta_for(mp), _meta_for(tfl)
     assert meta_mp["config_hash"] != meta_tfl["config_hash"]
     # the face stage names its backend
@@ -59,7 +65,6 @@ def test_backends_never_share_a_cache_identity():
 
 def test_recipes_of_the_two_backends_differ(tmp_path):
     """The feature recipe a model records (``cache_modalities``) carries the backend, hash and extractor."""
-    pytest.importorskip("librosa")  # the audio feature names of meta.json
     from mmaffect.extraction.cache import FeatureCache, cache_modalities
 
     recipes = {}
@@ -76,24 +81,23 @@ def test_recipes_of_the_two_backends_differ(tmp_path):
 
 
 def test_resuming_a_cache_with_the_other_backend_is_refused(tmp_path):
-    pytest.importorskip("librosa")
     from mmaffect.extraction.pipeline import _prepare_output
 
-    _prepare_output(tmp_path, ExtractConfig())
+    _prepare_output(tmp_path, ExtractConfig(face_backend="mediapipe"))
     _prepare_output(tmp_path, ExtractConfig(face_backend="mediapipe"))  # the same settings: fine
     with pytest.raises(ConfigError, match=r"face_backend='<unset>'.*face_backend='tflite'"):
-        _prepare_output(tmp_path, ExtractConfig(face_backend="tflite"))
+        _prepare_output(tmp_path, ExtractConfig())
     other = tmp_path / "tflite"
     other.mkdir()
+    _prepare_output(other, ExtractConfig())
     _prepare_output(other, ExtractConfig(face_backend="tflite"))
     with pytest.raises(ConfigError, match="face_backend"):
-        _prepare_output(other, ExtractConfig())
+        _prepare_output(other, ExtractConfig(face_backend="mediapipe"))
 
 
 @pytest.mark.parametrize("backend", FACE_BACKENDS)
 def test_the_backend_reaches_the_face_analyzer(backend, monkeypatch):
     """``_Extractor.load`` builds the analyzer with the config's backend (the analyzer is faked: no models)."""
-    pytest.importorskip("librosa")
     import numpy as np
 
     import mmaffect.features.face as face

@@ -317,10 +317,8 @@ def test_port_reproduces_mediapipes_plain_mesh_on_the_same_crop():
 @needs_litert
 def test_tflite_backend_on_a_real_clip_frame():
     from mmaffect.features.face import FaceAnalyzer
-    from mmaffect.settings import data_root
-
-    pytest.importorskip("av")
     from mmaffect.features.media import decode
+    from mmaffect.settings import data_root
 
     clip = data_root() / "iemocap_clips" / REAL_CLIP
     if not clip.is_file():

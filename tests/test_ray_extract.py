@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
-pytest.importorskip("av")
-pytest.importorskip("mediapipe")
 
 try:
     import media_factory as mf

@@ -17,14 +17,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient  # noqa: E402
 
 import media_factory
 from mmaffect.cli import main
 from mmaffect.errors import ConfigError
-
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
-from fastapi.testclient import TestClient  # noqa: E402
-
 from mmaffect.serve.app import create_app  # noqa: E402
 from mmaffect.serve.engine import parse_transcript  # noqa: E402
 from mmaffect.serve.settings import ServeSettings, check_bind  # noqa: E402

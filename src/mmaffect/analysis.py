@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from mmaffect.errors import ConfigError, DataError
+from mmaffect.extras import require_face_backend
 from mmaffect.inference import LoadedModel
 from mmaffect.predictor import Predictor, audio_reader_options, load
 
@@ -142,6 +143,8 @@ class Analyzer:
         self.models = self.predictor.models
         self.reader = audio_reader_options(self.predictor.recipe.dataset_args, checkpoint)
         self.config = self.predictor.recipe.extract_config(asr="never")  # ASR is done here, once per file
+        # before Whisper loads, not once per file
+        require_face_backend(self.config, str(checkpoint), faces="v" in self.predictor.modalities)
         self.pad = pad
         self.threads = threads  # the one --threads setting: Whisper and the face/audio extractors use it
         self.classes = self.predictor.classes

@@ -1,9 +1,11 @@
-"""Clear errors for commands whose optional dependencies (pyproject extras) are not installed.
+"""A clear error when media work needs the optional mediapipe face backend and it is not installed.
 
-Why: ``pip install mmaffect`` gives text models and the pretrained text/analysis checkpoints, but
-decoding and analysing media needs the ``extract`` extra (and its ``--no-deps`` companions, whose
-metadata pins conflict). Without this check a user gets ``ModuleNotFoundError: No module named 'av'``
-from deep inside the pipeline, after the work has started.
+Why: ``pip install mmaffect`` brings every media extractor, and the default face backend (``tflite``)
+runs mediapipe's face models vendored in mmaffect. The ``mediapipe`` backend is kept for caches and
+checkpoints made before it stopped being the default; mediapipe itself cannot be a dependency (its
+metadata pins numpy<2), so it is installed apart with ``--no-deps``. Without this check a user who
+loads such a checkpoint gets ``ModuleNotFoundError: No module named 'mediapipe'`` from inside a worker,
+once per item, after the work has started.
 """
 
 from __future__ import annotations
@@ -12,17 +14,13 @@ import importlib.util
 
 from mmaffect.errors import ConfigError
 
-# import name -> the distribution that provides it (what to install)
-_EXTRACT = {"av": "av", "librosa": "librosa", "soundfile": "soundfile", "cv2": "opencv-python-headless",
-            "faster_whisper": "faster-whisper", "silero_vad": "silero-vad", "mediapipe": "mediapipe"}
-_INSTALL = {"extract": "pip install 'mmaffect[extract]' && pip install --no-deps -r requirements/extract-nodeps.txt"}
+INSTALL_MEDIAPIPE = "pip install 'mmaffect[mediapipe]' && pip install --no-deps -r requirements/extract-nodeps.txt"
 
 
-def require_extract(what: str) -> None:
-    """Raise a one-line ConfigError naming the missing packages when ``what`` needs the media extractors.
-
-    Only looks the modules up (``find_spec``), so the check costs no import time."""
-    missing = [dist for module, dist in _EXTRACT.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        raise ConfigError(f"{what} needs the media extractors, which are not installed (missing: "
-                          f"{', '.join(missing)}): {_INSTALL['extract']}")
+def require_face_backend(config, what: str, faces: bool = True) -> None:
+    """Raise a one-line ConfigError when ``config`` (an ``ExtractConfig``) uses the mediapipe face backend
+    and mediapipe is not installed; ``faces=False`` (a model without the video modality, e.g. the voice
+    model) needs no face backend. Only looks the module up (``find_spec``): no import time."""
+    if faces and config.face_backend == "mediapipe" and importlib.util.find_spec("mediapipe") is None:
+        raise ConfigError(f"{what} uses the mediapipe face backend (face_backend=mediapipe, as features made "
+                          f"before the tflite default were), and mediapipe is not installed: {INSTALL_MEDIAPIPE}")

@@ -213,10 +213,8 @@ class Predictor:
         ``audio_vector: whisper`` must get the Whisper vector, not the default one).
 
         Returns ``(data or None if nothing was extracted, {id: why it failed}, {id: cache record})``."""
-        from mmaffect.extras import require_extract
-
-        require_extract("predicting from media files")
         from mmaffect.extraction import ExtractItem, FeatureCache, cache_modalities, extract
+        from mmaffect.extras import require_face_backend
 
         if self.recipe.media and not self.recipe.extraction:
             raise DataError(self.source, f"its audio/visual inputs come from {self.recipe.dataset}, not from "
@@ -226,6 +224,7 @@ class Predictor:
             self._check_text_source()
         reader = audio_reader_options(self.recipe.dataset_args, self.source)
         config = config or self.recipe.extract_config(**(extract_overrides or {}))
+        require_face_backend(config, f"{self.source}", faces="v" in self.modalities)
         extract_items = [ExtractItem(id=i, path=Path(p), text=t or "", start=s, end=e) for i, p, t, s, e in items]
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
             folder = Path(tmp) / "cache"

@@ -84,13 +84,9 @@ class FeatureRecipe:
 
     def extract_config(self, **overrides: Any):
         """The :class:`~mmaffect.extraction.ExtractConfig` that reproduces the training features."""
-        from dataclasses import fields
-
         from mmaffect.extraction import ExtractConfig
 
-        known = {f.name for f in fields(ExtractConfig)}
-        recorded = {k: v for k, v in (self.extraction or {}).items() if k in known}
-        return ExtractConfig(**{**recorded, **overrides})
+        return ExtractConfig.from_dict(self.extraction or {}, **overrides)
 
     def check_extraction(self, config: dict, source: str | Path) -> None:
         """Refuse features extracted with other settings than the checkpoint's (``config``: the

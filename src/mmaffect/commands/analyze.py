@@ -53,7 +53,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mmaffect.analysis import Analyzer, format_table, has_video_stream, plot_timeline
-    from mmaffect.extras import require_extract
     from mmaffect.io import check_output_file, write_json
 
     # refuse unusable output locations before the (long) analysis, not after it
@@ -64,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     video = Path(args.video)
     if not video.is_file():
         raise DataError(video, "no such file" if not video.exists() else "not a file")
-    require_extract("mmaffect analyze")
     # an unreadable file goes to the default model, whose analysis reports what is wrong with it
     voice = not args.checkpoint and not has_video_stream(video, unreadable=True)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_voice_model() if voice else default_model()

@@ -131,6 +131,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--whisper-window", choices=["full", "trim"], default="full",
                    help="whisper encoder input: full 30 s windows as trained (default) or trimmed to each "
                         "clip (~8x faster on short clips)")
+    p.add_argument("--face-backend", choices=["tflite", "mediapipe"], default="tflite",
+                   help="tflite (default): mediapipe's face models vendored in mmaffect; mediapipe: the mediapipe "
+                        "package (installed apart, see README), as caches made before 2026-12-02 used")
     p.add_argument("--retry-failed", action="store_true", help="re-try items that failed before")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 if any item failed or any manifest row was skipped")
@@ -146,10 +149,8 @@ def run(args: argparse.Namespace) -> int:
     is read or anything is decoded. The global ``--threads`` sets the threads of each model (face
     analysis, ASR) in each worker.
     """
-    from mmaffect.extras import require_extract
-
-    require_extract("mmaffect extract")
     from mmaffect.extraction.pipeline import ExtractConfig, extract
+    from mmaffect.extras import require_face_backend
     from mmaffect.io import check_output_dir
 
     output = check_output_dir(args.output, "cache folder")
@@ -157,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
     config = ExtractConfig(fps=args.fps, egemaps=args.egemaps, asr=args.asr, asr_model=args.asr_model,
                            max_side=args.max_side, audio_encoders=encoders,
                            whisper_window=getattr(args, "whisper_window", "full"),
-                           silence_db=getattr(args, "silence_db", -50.0))
+                           silence_db=getattr(args, "silence_db", -50.0),
+                           face_backend=getattr(args, "face_backend", "tflite"))
+    require_face_backend(config, "mmaffect extract")
     items, skipped = items_from_manifest(args.manifest, args.columns, args.encoding,
                                          media_root=getattr(args, "media_root", None))
     for line in skipped:

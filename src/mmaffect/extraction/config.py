@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mmaffect.errors import ConfigError
 
@@ -133,11 +134,12 @@ class ExtractConfig:
         min_face_confidence: face detector threshold.
         full_range_detector: mediapipe's full-range face detector (finds small faces).
         face_backend: how faces are detected and meshed, one of :data:`FACE_BACKENDS`:
-            ``"mediapipe"`` (default; mediapipe 0.10.21 installed with ``--no-deps``, refined 478-point
-            mesh) or ``"tflite"`` (mediapipe's models vendored in mmaffect, run by ai-edge-litert; plain
-            468-point mesh + iris model, a few % of the eye distance away from the refined mesh). The
-            two give different landmarks, geometry, crops and expressions: their caches never mix (the
-            backend is part of the config and its hash). See :class:`~mmaffect.features.face.FaceAnalyzer`.
+            ``"tflite"`` (default: mediapipe's models vendored in mmaffect, run by ai-edge-litert; plain
+            468-point mesh + iris model, a few % of the eye distance away from the refined mesh) or
+            ``"mediapipe"`` (mediapipe 0.10.21 installed apart with ``--no-deps``, refined 478-point mesh;
+            the default until caches and checkpoints made before 2026-12-02). The two give different
+            landmarks, geometry, crops and expressions: their caches never mix (the backend is part of the
+            config and its hash). See :class:`~mmaffect.features.face.FaceAnalyzer`.
         audio_encoders: extra frame-level audio representations, any of :data:`AUDIO_ENCODERS`:
             ``"logmel"`` (64 log-mel bands every 10 ms, for spectrogram CNNs) and ``"whisper"`` (the
             packaged Whisper tiny.en encoder, 384-d every 20 ms); stored as float16 sequences.
@@ -159,7 +161,7 @@ class ExtractConfig:
     detect_max_side: int | None = None
     min_face_confidence: float = 0.5
     full_range_detector: bool = True
-    face_backend: str = "mediapipe"
+    face_backend: str = "tflite"
     audio_encoders: tuple[str, ...] = ()
     whisper_window: str = "full"
 
@@ -188,6 +190,16 @@ class ExtractConfig:
         object.__setattr__(self, "audio_encoders", encoders)
         if self.whisper_window not in ("full", "trim"):
             raise ConfigError(f"whisper_window must be full or trim, got {self.whisper_window!r}")
+
+    @classmethod
+    def from_dict(cls, settings: dict, **overrides: Any) -> ExtractConfig:
+        """The config a recorded :meth:`to_dict` describes (a cache's ``meta.json``, a checkpoint's recipe).
+
+        A setting the record leaves out takes its left-out value (:data:`LEFT_OUT_AT`), not today's default:
+        a record without ``face_backend`` was made with mediapipe, whatever the default is now. Keys this
+        version does not know are dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**LEFT_OUT_AT, **{k: v for k, v in settings.items() if k in known}, **overrides})
 
     def to_dict(self) -> dict:
         """All settings; the audio-encoder fields only when an encoder is on, and ``face_backend`` only

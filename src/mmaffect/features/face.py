@@ -21,14 +21,15 @@ array never pretends to know an expression; use ``detected`` as the mask.
 
 Steps 1-2 have two backends (``FaceAnalyzer(backend=...)``); steps 3-4 are the same code for both:
 
-* ``"mediapipe"`` (default): mediapipe 0.10.21's legacy ``mp.solutions`` API, as described above. It
-  needs mediapipe installed with ``--no-deps`` (it pins numpy<2 and protobuf<5).
-* ``"tflite"``: the same pipeline with mediapipe's tflite models vendored in this package and run by
-  ai-edge-litert (:mod:`mmaffect.features.face_tflite`); mediapipe is not imported. Detection and the
-  468-point mesh reproduce mediapipe's plain (non-refined) mesh; the refined mesh's attention model
-  cannot run under ai-edge-litert, so the 478 points come from the plain mesh plus the iris model and
-  differ from the default backend's by a few % of the inter-ocular distance
-  (``benchmarks/face_port_check.py``).
+* ``"tflite"`` (default): the pipeline with mediapipe's tflite models vendored in this package and run
+  by ai-edge-litert (:mod:`mmaffect.features.face_tflite`); mediapipe is not imported, so it works right
+  after ``pip install``. Detection and the 468-point mesh reproduce mediapipe's plain (non-refined) mesh;
+  the refined mesh's attention model cannot run under ai-edge-litert, so the 478 points come from the
+  plain mesh plus the iris model and differ from the mediapipe backend's by a few % of the inter-ocular
+  distance (``benchmarks/face_port_check.py``).
+* ``"mediapipe"``: mediapipe 0.10.21's legacy ``mp.solutions`` API, as described above (the default
+  until 2026-12-02; older caches and checkpoints need it). It needs mediapipe installed apart with
+  ``--no-deps`` (it pins numpy<2 and protobuf<5).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class FaceAnalyzer:
         full_range: bool = True,
         detect_max_side: int | None = None,
         threads: int = 1,
-        backend: str = "mediapipe",
+        backend: str = "tflite",
     ):
         if crop_size < 8:
             raise ValueError(f"crop_size must be >= 8, got {crop_size}")
