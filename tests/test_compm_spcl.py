@@ -230,3 +230,14 @@ def test_spcl_off_is_exactly_the_old_model(name, args):
 def test_spcl_needs_class_labels():
     with pytest.raises(ConfigError, match="class labels"):
         create_model("dialogue-rnn", ModelSpec(dims={"t": 6}, seq_dims={}, heads={"score": 1}), spcl=0.1)
+
+
+def test_text_finetune_takes_the_same_option():
+    torch.manual_seed(0)
+    model = create_model("text-finetune", ModelSpec(dims={"t": 384}, seq_dims={}, heads={"logits": 3}),
+                         max_tokens=8, spcl=0.1).train()
+    assert {k for k in model.state_dict() if "spcl" in k} == {"spcl.queue.bank", "spcl.queue.pushed"}
+    b = {"t_tokens": torch.tensor([[101, 2307, 102], [101, 6517, 102], [101, 2307, 102]]),
+         "t_tokens_mask": torch.ones(3, 3, dtype=torch.bool), "label": torch.tensor([0, 1, 0])}
+    assert model.extra_losses(model(b), b)["spcl"] > 0
+    assert model.spcl.queue.pushed.tolist() == [2, 1, 0]

@@ -21,6 +21,8 @@ Options (all off by default, so older checkpoints load and train as before):
 - ``layer_decay=d``: layer-wise learning-rate decay; transformer layer i of L gets
   ``encoder_lr * d ** (L - 1 - i)`` and the embeddings ``encoder_lr * d ** L``, so the lower, more
   general layers move least.
+- ``spcl=w``: SPCL's prototype contrastive term (weight ``w``) on the pooled sentence vectors, with
+  ``spcl_temperature`` and ``spcl_queue`` as for the context models (:mod:`mmaffect.models.blocks.prototypes`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from torch import Tensor, nn
 from mmaffect.errors import ConfigError
 from mmaffect.features.text import PACKAGED_TOKENIZER, load_tokenizer, model_source
 from mmaffect.models.base import AffectModel, EpochState, Heads, ModelSpec
+from mmaffect.models.blocks.prototypes import prototype_contrast, spcl_terms
 from mmaffect.models.context_common import speaker_grid
 from mmaffect.models.registry import register_model
 from mmaffect.training.config import TrainConfig
@@ -53,7 +56,8 @@ class TextFinetune(AffectModel):
 
     def __init__(self, spec: ModelSpec, *, model_name: str | None = None, max_tokens: int = 64,
                  encoder_lr: float = 5e-5, dropout: float = 0.1, context_turns: int = 0,
-                 context_tokens: int = 160, freeze_epochs: int = 0, layer_decay: float = 1.0):
+                 context_tokens: int = 160, freeze_epochs: int = 0, layer_decay: float = 1.0, spcl: float = 0.0,
+                 spcl_temperature: float = 0.1, spcl_queue: int = 64):
         super().__init__(spec)
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
@@ -68,6 +72,9 @@ class TextFinetune(AffectModel):
             self.register_load_state_dict_pre_hook(_drop_pooler)  # checkpoints that still carry it
         self.dropout = nn.Dropout(dropout)
         self.heads = Heads(int(self.encoder.config.hidden_size), spec.heads)
+        # SPCL's prototype contrastive term on the pooled features, as for the context models (off by default)
+        self.spcl = prototype_contrast(spec.heads, int(self.encoder.config.hidden_size), spcl, spcl_queue,
+                                       spcl_temperature)
         self.context_turns = context_turns
         self.context_tokens = context_tokens
         self.freeze_epochs = freeze_epochs
@@ -97,6 +104,9 @@ class TextFinetune(AffectModel):
         weights = pool.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
         return {**self.heads(self.dropout(pooled)), "features": pooled}
+
+    def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return spcl_terms(self.spcl, outputs, batch)
 
     def context_windows(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Per real turn (``turn_mask`` order) its window's ids ``(n, L)``, attention mask and pooling
