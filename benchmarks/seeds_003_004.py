@@ -353,7 +353,7 @@ def run_suite(name: str, variants: list[str], work: Path, output: Path, seeds_ov
 
 
 # (model, the batch size of its recipe); MulT only once it is registered
-RUNTIME_MODELS = (("mre", 64), ("semanticmac", 32), ("tfn", 512), ("lmf", 64), ("mult", 32))
+RUNTIME_MODELS = (("mre", 64), ("semanticmac", 32), ("tfn", 512), ("lmf", 256), ("mult", 32))
 
 
 def registered_models() -> set[str]:
