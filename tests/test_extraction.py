@@ -693,3 +693,19 @@ def test_real_iemocap_clips(data_dir, tmp_path):
             assert abs(len(arrays["frame_times"]) - record["duration"] * 2.0) <= 1
             assert record["transcript"] == item.text and record["meta"]["label"] == item.meta["label"]
             assert record["source"]["sha256"] == table.loc[item.id, "clip_sha256"]
+
+
+def test_items_are_extracted_with_the_requested_blas_threads(monkeypatch):
+    """In-process extraction runs BLAS with ``threads`` threads, like a worker process or a Ray actor: the
+    mel filter bank's matrix product rounds differently with 1 and 2 BLAS threads, which made an
+    in-process cache differ from a Ray one in the MFCCs' last bits."""
+    from threadpoolctl import threadpool_info
+
+    from mmaffect.extraction.stages import _Extractor
+
+    seen = []
+    monkeypatch.setattr(_Extractor, "_process", lambda self, item, record, timings: seen.append(
+        {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}))
+    for threads in (1, 2):
+        _Extractor(ExtractConfig(), threads).process(ExtractItem(id="x", path=Path(__file__)))
+    assert seen == [{1}, {2}]

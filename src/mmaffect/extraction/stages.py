@@ -161,8 +161,14 @@ class _Extractor:
             "source": source, "start": item.start, "end": item.end, "meta": item.meta,
             "key": _item_key(item, source["sha256"], self.config), "config_hash": config_hash(self.config),
         }
+        from threadpoolctl import threadpool_limits
+
         try:
-            return self._process(item, record, timings)
+            # BLAS with `threads` threads, as in a worker process (env vars set before its start): the mel
+            # filter bank's matrix product rounds differently with 1 and 2 BLAS threads (MFCCs move by
+            # ~3e-5), so without the limit an in-process cache would differ from a worker's or Ray's
+            with threadpool_limits(limits=self.threads, user_api="blas"):
+                return self._process(item, record, timings)
         except Exception as exc:  # an extractor bug must not stop the job; retried on the next run
             tb = traceback.extract_tb(exc.__traceback__)
             where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
