@@ -116,3 +116,19 @@ def test_the_backend_reaches_the_face_analyzer(backend, monkeypatch):
     _Extractor(ExtractConfig(face_backend=backend, full_range_detector=False)).load()
     assert seen["backend"] == backend and seen["full_range"] is False
     assert isinstance(seen["threads"], int) and np.isscalar(seen["min_confidence"])
+
+
+def test_old_media_checkpoints_need_mediapipe_and_say_so(monkeypatch):
+    """A recipe without ``face_backend`` (made with mediapipe) that reads video needs mediapipe; without it
+    the check names the install line. Audio-only models (the voice model) and tflite recipes need nothing."""
+    import importlib.util
+
+    from mmaffect.extras import require_face_backend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mediapipe" else real(name, *a))
+    old = ExtractConfig.from_dict({"fps": 2.0})
+    with pytest.raises(ConfigError, match=r"ckpt uses the mediapipe face backend.*mmaffect\[mediapipe\]"):
+        require_face_backend(old, "ckpt")
+    require_face_backend(old, "voice", faces=False)
+    require_face_backend(ExtractConfig(), "new")
