@@ -132,3 +132,10 @@ def test_old_media_checkpoints_need_mediapipe_and_say_so(monkeypatch):
         require_face_backend(old, "ckpt")
     require_face_backend(old, "voice", faces=False)
     require_face_backend(ExtractConfig(), "new")
+    # a path that skipped the early check (e.g. an audio-only recipe given a video) meets it where mediapipe loads
+    import numpy as np
+
+    from mmaffect.features.face import FaceAnalyzer
+
+    with pytest.raises(ConfigError, match=r"FaceAnalyzer\(backend='mediapipe'\) uses the mediapipe face backend"):
+        FaceAnalyzer(backend="mediapipe")(np.zeros((1, 48, 64, 3), np.uint8))

@@ -148,6 +148,9 @@ class FaceAnalyzer:
         from mmaffect.features.face_tflite import TFLiteModel
 
         if self.backend == "mediapipe":
+            from mmaffect.extras import require_mediapipe
+
+            require_mediapipe("FaceAnalyzer(backend='mediapipe')")  # its install line, not ModuleNotFoundError
             os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
             import mediapipe as mp  # legacy solutions API: its tflite files ship in the wheel
 
