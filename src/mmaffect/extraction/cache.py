@@ -148,7 +148,7 @@ def _pad(steps: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Tenso
 AUDIO_VECTOR_PARTS = ("functionals", "egemaps", "whisper", "logmel")
 AUDIO_SEQUENCES = ("steps", "lld", "logmel", "whisper")
 # cached frame-level array, frame step (s; None = the cache's lld_hop), what the vector/sequence holds
-_FRAME_ARRAYS = {"lld": ("audio_lld", None, "the 57 librosa LLDs"),
+_FRAME_ARRAYS = {"lld": ("audio_lld", None, "the 57 frame-level LLDs"),
                  "logmel": ("audio_logmel", 0.01, "64 log-mel bands (dB)"),
                  "whisper": ("whisper_frames", 0.02, "Whisper tiny.en encoder frames")}
 

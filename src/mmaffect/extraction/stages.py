@@ -112,7 +112,7 @@ class _Extractor:
                                   full_range=c.full_range_detector, detect_max_side=c.detect_max_side,
                                   threads=self.threads, backend=c.face_backend)
         self._face(np.zeros((1, 32, 32, 3), np.uint8))  # loads the face backend's models and the FER model
-        audio_lld(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate, c.lld_hop)  # librosa imports
+        audio_lld(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate, c.lld_hop)  # builds the filter banks
         if c.egemaps:
             egemaps_functionals(np.zeros(c.sample_rate // 10, np.float32), c.sample_rate)
         if "whisper" in c.audio_encoders:

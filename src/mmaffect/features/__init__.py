@@ -1,6 +1,6 @@
 """Feature extractors. The raw-media ones: decoding (``media``), acoustic features (``audio``),
 facial features (``face``) and speech recognition / voice activity (``asr``).
 
-Each submodule imports its heavy dependencies (PyAV, librosa, mediapipe, faster-whisper, ...)
-itself, so ``import mmaffect.features`` stays cheap and works without the ``extract`` extra.
+Each submodule imports its heavy dependencies (PyAV, OpenCV, ai-edge-litert,
+faster-whisper, ...) itself, so ``import mmaffect.features`` stays cheap.
 """

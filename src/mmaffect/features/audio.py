@@ -2,7 +2,8 @@
 
 * :func:`audio_lld` -- frame-level low-level descriptors (LLDs): the librosa set of the seed-000
   baseline (20 MFCC + their deltas, zero-crossing rate, spectral centroid/bandwidth/rolloff,
-  12 chroma bins, RMS) from one shared STFT (25 ms Hann window, 32 ms FFT, ``hop_seconds`` hop).
+  12 chroma bins, RMS) from one shared STFT (25 ms Hann window, 32 ms FFT, ``hop_seconds`` hop),
+  computed with :mod:`mmaffect.features.spectral` (numpy, equal to librosa 0.11 to float32 rounding).
 * :func:`audio_functionals` -- a fixed-length utterance vector from those LLDs.
 * :func:`log_mel` -- frame-level log-mel energies (64 bands, 10 ms hop): the input of spectrogram
   CNNs, which learn their own descriptors instead of using the hand-made ones.
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import numpy as np
+
+from mmaffect.features import spectral
 
 __all__ = [
     "AUDIO_LLD_NAMES",
@@ -69,16 +71,11 @@ def _stft_magnitude(audio: np.ndarray, sample_rate: int, hop_seconds: float
                     ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """``(mono signal, |STFT| (n_fft // 2 + 1, T), n_fft, hop)`` with centred, zero-padded frames; an
     empty clip becomes one zero sample, so every feature has at least one frame."""
-    import librosa
-
     win, n_fft, hop = _frame_params(sample_rate, hop_seconds)
     y = _as_mono(audio)
     if y.size == 0:
         y = np.zeros(1, np.float32)
-    with warnings.catch_warnings():  # "n_fft too large for input": intended, the clip is zero-padded
-        warnings.filterwarnings("ignore", message="n_fft=", category=UserWarning)
-        stft = librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True, pad_mode="constant")
-    return y, np.abs(stft), n_fft, hop
+    return y, np.abs(spectral.stft(y, n_fft=n_fft, hop_length=hop, win_length=win)), n_fft, hop
 
 
 def _as_mono(audio: np.ndarray) -> np.ndarray:
@@ -95,24 +92,18 @@ def audio_lld(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = 
     even an empty or 10 ms clip gives one frame. Silent frames give MFCCs of the -100 dB floor,
     zero spectral shape/chroma/RMS -- never NaN.
     """
-    import librosa
-
-    # One STFT for everything (librosa would otherwise recompute it per feature).
+    # One STFT for everything.
     y, mag, n_fft, hop = _stft_magnitude(audio, sample_rate, hop_seconds)
     power = mag**2
-    mel = librosa.feature.melspectrogram(
-        S=power, sr=sample_rate, n_fft=n_fft, n_mels=40, fmin=20.0, fmax=sample_rate / 2
-    )
-    mfcc = librosa.feature.mfcc(
-        S=librosa.power_to_db(np.maximum(mel, _POWER_FLOOR), amin=_POWER_FLOOR, top_db=None), n_mfcc=N_MFCC
-    )
+    mel = spectral.mel_filters(sample_rate, n_fft, 40, 20.0, sample_rate / 2) @ power
+    mfcc = spectral.dct_ii(spectral.power_to_db(np.maximum(mel, _POWER_FLOOR), amin=_POWER_FLOOR), N_MFCC)
     # deltas over +-2 frames; "nearest" edges work for any number of frames (even 1)
-    delta = librosa.feature.delta(mfcc, width=5, mode="nearest") if mfcc.shape[1] > 1 else np.zeros_like(mfcc)
-    frames = librosa.util.frame(np.pad(y, (n_fft // 2, n_fft // 2)), frame_length=n_fft, hop_length=hop)
+    delta = spectral.delta(mfcc, width=5) if mfcc.shape[1] > 1 else np.zeros_like(mfcc)
+    frames = spectral.frame(np.pad(y, (n_fft // 2, n_fft // 2)), frame_length=n_fft, hop_length=hop)
     frames = frames[:, : mag.shape[1]]
     signs = np.signbit(frames)
     zcr = np.mean(signs[1:] != signs[:-1], axis=0, keepdims=True)
-    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)[:, None]
+    freqs = spectral.fft_frequencies(sample_rate, n_fft)[:, None]
     total = mag.sum(axis=0, keepdims=True)
     has_energy = total > 1e-8
     safe_total = np.where(has_energy, total, 1.0)
@@ -126,7 +117,7 @@ def audio_lld(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = 
     cum = np.cumsum(mag, axis=0)
     idx = np.argmax(cum >= 0.85 * cum[-1:], axis=0)
     rolloff = np.where(has_energy, freqs[idx, 0][None, :], 0.0)
-    chroma_raw = librosa.filters.chroma(sr=sample_rate, n_fft=n_fft) @ power
+    chroma_raw = spectral.chroma_filters(sample_rate, n_fft) @ power
     cmax = chroma_raw.max(axis=0, keepdims=True)
     chroma = np.where(cmax > _POWER_FLOOR, chroma_raw / np.where(cmax > _POWER_FLOOR, cmax, 1.0), 0.0)
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=0, keepdims=True))  # same frames as zcr
@@ -138,13 +129,9 @@ def log_mel(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: float = LO
             n_mels: int = LOG_MEL_BANDS) -> np.ndarray:
     """Log-mel energies in dB, float32 ``(T, n_mels)``: 25 ms Hann window, ``hop_seconds`` hop, centred
     frames (``T = 1 + len(audio) // hop``), 20 Hz to Nyquist, floored at -100 dB (never NaN)."""
-    import librosa
-
     _, mag, n_fft, _ = _stft_magnitude(audio, sample_rate, hop_seconds)
-    power = mag ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0,
-                                         fmax=sample_rate / 2)
-    db = librosa.power_to_db(np.maximum(mel, _POWER_FLOOR), amin=_POWER_FLOOR, top_db=None)
+    mel = spectral.mel_filters(sample_rate, n_fft, n_mels, 20.0, sample_rate / 2) @ mag ** 2
+    db = spectral.power_to_db(np.maximum(mel, _POWER_FLOOR), amin=_POWER_FLOOR)
     return np.nan_to_num(db.T.astype(np.float32), nan=-100.0, posinf=0.0, neginf=-100.0)
 
 
