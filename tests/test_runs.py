@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -52,8 +54,6 @@ def test_too_many_folds_or_missing_groups_are_errors(mosi):
 def test_runs_of_an_older_config_schema_resume(tmp_path, capsys):
     """Options added to the config after a run was written count as their defaults, so a newer
     mmaffect reads the finished runs back; a run that set one of them otherwise is still refused."""
-    import json
-
     from mmaffect.cli import main
 
     args = ["--threads", "1", "train", "--dataset", "mosi-bclstm", "--model", "lf-dnn", "--epochs", "1", "--quiet",
@@ -70,3 +70,19 @@ def test_runs_of_an_older_config_schema_resume(tmp_path, capsys):
     saved.write_text(json.dumps(identity))
     capsys.readouterr()
     assert main(args) == 2 and "another configuration" in capsys.readouterr().err
+
+
+def test_a_run_folders_config_json_starts_a_new_run(tmp_path):
+    """The config.json a training writes (with its data fingerprint) is a valid --config for a new output."""
+    from mmaffect.cli import main
+    from mmaffect.training.config import load_config
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["--threads", "1", "train", "--dataset", "mosi-bclstm", "--model", "lf-dnn", "--epochs", "1",
+                 "--quiet", "--output", str(first)]) == 0
+    saved = first / "config.json"
+    assert "data_fingerprint" in saved.read_text()
+    assert load_config(saved).to_dict() == {k: v for k, v in json.loads(saved.read_text()).items()
+                                            if k != "data_fingerprint"}
+    assert main(["--threads", "1", "train", "--config", str(saved), "--quiet", "--output", str(second)]) == 0
+    assert json.loads((second / "config.json").read_text()) == json.loads(saved.read_text())

@@ -174,6 +174,9 @@ def load_config(path: str | Path | None, overrides: dict | None = None, sets: li
             raise ConfigError(f"{path}: cannot read config ({str(exc).splitlines()[0]})") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config file must be a mapping")
+        # a run folder's config.json also records which data its runs saw: that belongs to the folder (it is
+        # checked on resume), not to the configuration, so the file can start a new --output as it is
+        raw.pop("data_fingerprint", None)
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, key, value)
