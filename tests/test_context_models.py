@@ -19,6 +19,8 @@ SPEC = ModelSpec(dims={"t": 5, "a": 3}, seq_dims={}, heads={"logits": 4})
 VARIANTS = {
     "bc-lstm": ("bc-lstm", {}),
     "bc-lstm-nocontext": ("bc-lstm", {"context": False}),
+    "bc-lstm-hier": ("bc-lstm", {"hierarchical": True}),
+    "bc-lstm-hier-nocontext": ("bc-lstm", {"hierarchical": True, "context": False}),
     "dialogue-rnn-bi": ("dialogue-rnn", {}),
     "dialogue-rnn-causal": ("dialogue-rnn", {"bidirectional": False}),
     "dialogue-rnn-nocontext": ("dialogue-rnn", {"context": False}),
@@ -27,8 +29,8 @@ VARIANTS = {
     "turn-transformer-nocontext": ("turn-transformer", {"context": False}),
 }
 CAUSAL = ["dialogue-rnn-causal", "turn-transformer-causal"]
-BIDIRECTIONAL = ["bc-lstm", "dialogue-rnn-bi", "turn-transformer-bi"]
-NO_CONTEXT = ["bc-lstm-nocontext", "dialogue-rnn-nocontext", "turn-transformer-nocontext"]
+BIDIRECTIONAL = ["bc-lstm", "bc-lstm-hier", "dialogue-rnn-bi", "turn-transformer-bi"]
+NO_CONTEXT = ["bc-lstm-nocontext", "bc-lstm-hier-nocontext", "dialogue-rnn-nocontext", "turn-transformer-nocontext"]
 
 
 def model(variant: str):
@@ -71,7 +73,9 @@ def test_bidirectional_output_reads_later_turns(variant):
     b = batch()
     changed = {k: v.clone() for k, v in b.items()}
     changed["t_dlg"][0, 4] += 5.0
-    assert not torch.allclose(logits(variant, b)[0], logits(variant, changed)[0], atol=1e-3)
+    # an untrained two-level model passes small signals (hierarchical bc-lstm: ~2e-4); one that did not
+    # read turn 4 would give turn 0 the same logits to float rounding
+    assert not torch.allclose(logits(variant, b)[0], logits(variant, changed)[0], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -113,6 +117,22 @@ def test_no_context_variant_sees_each_turn_alone(variant):
     single = {"turn_mask": torch.ones(1, 1, dtype=torch.bool), "speaker_ids": torch.zeros(1, 1, dtype=torch.long),
               **{f"{k}_dlg": b[f"{k}_dlg"][1:, 2:3] for k in SPEC.dims}}  # dialogue 1, turn 2, alone
     assert torch.allclose(logits(variant, b)[7], logits(variant, single)[0], atol=1e-5)
+
+
+def test_hierarchical_bc_lstm_reads_each_modality_through_its_own_lstm():
+    """hierarchical=true adds one LSTM per modality before the fusion LSTM; a modality's level sees only
+    that modality (its output does not move when another modality changes)."""
+    flat, hier = model("bc-lstm"), model("bc-lstm-hier")
+    assert flat.unimodal is None and set(hier.unimodal) == set(SPEC.dims)
+    assert sum(p.numel() for p in hier.parameters()) > sum(p.numel() for p in flat.parameters())
+    b = batch()
+    changed = {k: v.clone() for k, v in b.items()}
+    changed["a_dlg"] += 1.0 * b["turn_mask"][..., None]
+    with torch.no_grad():
+        text_level = [hier.unimodal["t"](x["t_dlg"], x["turn_mask"]) for x in (b, changed)]
+        audio_level = [hier.unimodal["a"](x["a_dlg"], x["turn_mask"]) for x in (b, changed)]
+    assert torch.equal(*text_level) and not torch.allclose(*audio_level)
+    assert not torch.allclose(logits("bc-lstm-hier", b), logits("bc-lstm-hier", changed))
 
 
 def test_reverse_turns_keeps_padding_in_place_and_is_its_own_inverse():

@@ -22,29 +22,43 @@ prototype contrastive term on the features its heads read, weight ``w``, tempera
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mmaffect.models import compm, context_rnn, context_transformer  # noqa: F401  (registers the other context models)
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
 from mmaffect.models.blocks.prototypes import prototype_contrast, spcl_terms
-from mmaffect.models.context_common import one_turn_dialogues, turn_inputs
+from mmaffect.models.context_common import one_turn_dialogues
 from mmaffect.models.registry import register_model
 
 
 @register_model("bc-lstm", description="bc-LSTM: bidirectional LSTM over the utterance vectors of each "
-                                       "video/dialogue (modalities concatenated); batch = whole dialogues; "
+                                       "video/dialogue (modalities concatenated; hierarchical=true: one per "
+                                       "modality, then one over their fusion); batch = whole dialogues; "
                                        "context=false runs each turn alone",
                 train_defaults={"batch_size": 4})
 class BCLSTM(AffectModel):
+    """``hierarchical=False`` is bc-LSTM's non-hierarchical framework: the modalities' vectors are
+    concatenated per turn and one bidirectional LSTM reads them. ``hierarchical=True`` is its
+    hierarchical framework (the one behind the paper's best numbers): a bidirectional LSTM per
+    modality gives contextual unimodal vectors (a dense layer of ``hidden`` on its states), and the
+    fusion LSTM reads their concatenation. The paper trains the two levels one after the other (the
+    unimodal ones on the labels first, then the fusion on their frozen outputs); here they are trained
+    together, end to end, by the one trainer."""
+
     needs = frozenset({"vectors", "dialogues"})
 
     def __init__(self, spec: ModelSpec, *, hidden: int = 64, post_hidden: int = 64, dropout: float = 0.3,
-                 context: bool = True, spcl: float = 0.0, spcl_temperature: float = 0.1, spcl_queue: int = 64):
+                 context: bool = True, hierarchical: bool = False, spcl: float = 0.0, spcl_temperature: float = 0.1,
+                 spcl_queue: int = 64):
         super().__init__(spec)
         self.modalities = list(spec.dims)
         self.context = context
-        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(sum(spec.dims.values()), hidden), nn.ReLU())
+        self.unimodal = nn.ModuleDict({m: _UnimodalContext(spec.dims[m], hidden, dropout) for m in self.modalities}) \
+            if hierarchical else None
+        fused = hidden * len(self.modalities) if hierarchical else sum(spec.dims.values())
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, hidden), nn.ReLU())
         self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
         self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, post_hidden), nn.ReLU(),
                                   nn.Dropout(dropout))
@@ -58,14 +72,39 @@ class BCLSTM(AffectModel):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["turn_mask"]
-        x = self.project(turn_inputs(batch, self.modalities))
+        inputs = {m: batch[f"{m}_dlg"] for m in self.modalities}
         if not self.context:
-            x, mask = one_turn_dialogues(x, mask)
-        packed = pack_padded_sequence(x, mask.sum(1).cpu(), batch_first=True, enforce_sorted=False)
-        context, _ = self.lstm(packed)
-        context, _ = pad_packed_sequence(context, batch_first=True, total_length=mask.shape[1])
+            inputs = {m: one_turn_dialogues(x, mask)[0] for m, x in inputs.items()}
+            mask = torch.ones(int(mask.sum()), 1, dtype=torch.bool, device=mask.device)
+        if self.unimodal is not None:
+            x = torch.cat([self.unimodal[m](inputs[m], mask) for m in self.modalities], dim=-1)
+        else:
+            x = torch.cat([inputs[m] for m in self.modalities], dim=-1)
+        context = over_turns(self.lstm, self.project(x), mask)
         features = self.post(context[mask])
         return {**self.heads(features), "features": features}
 
     def extra_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return spcl_terms(self.spcl, outputs, batch)
+
+
+class _UnimodalContext(nn.Module):
+    """One modality's level of hierarchical bc-LSTM: dense layer, bidirectional LSTM over the turns,
+    dense layer of ``hidden`` on its states (the contextual unimodal vector of each turn)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU())
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+        self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, hidden), nn.ReLU())
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.post(over_turns(self.lstm, self.project(x), mask))
+
+
+def over_turns(lstm: nn.LSTM, x: Tensor, mask: Tensor) -> Tensor:
+    """Run ``lstm`` over the real turns of each dialogue only (padding never enters a state); the
+    (D, T, out) result is zero at padded steps."""
+    packed = pack_padded_sequence(x, mask.sum(1).cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    return pad_packed_sequence(out, batch_first=True, total_length=mask.shape[1])[0]
