@@ -250,3 +250,33 @@ def test_pad_windows_adds_context_within_the_file_and_the_gaps():
     padded = pad_windows(windows, 0.5, duration=6.0)
     assert [(w.start, w.end, w.text) for w in padded] == [(0.0, 1.3, "a"), (1.3, 3.5, "b"), (4.5, 6.0, "c")]
     assert pad_windows(windows, 0.0, duration=6.0) == windows
+
+
+def test_a_transcript_started_before_the_model_loads_gives_the_same_analysis(model_dir, data_dir, clips_root,
+                                                                             monkeypatch):
+    """`mmaffect analyze` starts Whisper before the model loads (BackgroundTranscript): the analysis that
+    uses it equals the one that transcribes itself; one made with another recogniser is not used; a
+    file it could not read leaves the analyzer to report the problem."""
+    from mmaffect.features.asr import BackgroundTranscript
+
+    clip = data_dir / "iemocap_clips" / "Ses01M_impro07_M013.mp4"
+    heard = BackgroundTranscript(clip, threads=1)
+    analyzer = Analyzer(model_dir, threads=1, asr="always")
+    early = analyzer(clip, heard=heard)
+    itself = analyzer(clip)
+    assert heard.wait()[1] and early["segments"] == itself["segments"]
+
+    other = BackgroundTranscript(clip, model=str(clips_root / "no-such-whisper"), threads=1)
+    assert other.wait() is None  # that model cannot load
+
+    def listens(video):
+        raise AssertionError("listened itself")
+
+    monkeypatch.setattr(analyzer, "_listen", listens)
+    with pytest.raises(AssertionError, match="listened itself"):  # not the recogniser it wants
+        analyzer(clip, heard=other)
+    monkeypatch.undo()
+
+    broken = clips_root / "clips" / "broken.mp4"  # text renamed .mp4: no audio stream, then undecodable
+    with pytest.raises(DataError, match="broken.mp4"):
+        analyzer(broken, heard=BackgroundTranscript(broken, threads=1))

@@ -117,6 +117,19 @@ def test_threads_before_or_after_the_command_reach_every_command(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_threads_reach_torch_loaded_after_the_setting():
+    """The CLI does not import torch to set --threads (analyze starts Whisper before torch's import);
+    torch loaded later in the process still uses that many threads."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmaffect.cli import _apply_threads; _apply_threads(1); "
+            "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())")
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
 def test_openmp_waits_passively_unless_told_otherwise(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert main(["datasets"]) == 0

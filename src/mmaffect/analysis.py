@@ -24,14 +24,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.extras import require_face_backend
+from mmaffect.features.media import has_audio_stream, has_video_stream
 from mmaffect.inference import LoadedModel
 from mmaffect.predictor import Predictor, audio_reader_options, load
+
+if TYPE_CHECKING:
+    from mmaffect.features.asr import BackgroundTranscript, Word
+    from mmaffect.features.media import Media
 
 MAX_SEGMENT = 12.0  # seconds; longer speech runs are cut into equal parts
 MERGE_GAP = 0.5  # seconds of silence below which two speech runs are one utterance
@@ -153,19 +159,15 @@ class Analyzer:
         self.recognizer = SpeechRecognizer(asr_model or self.config.asr_model, threads=threads) \
             if self.asr == "always" else None
 
-    def __call__(self, video: str | Path) -> dict:
-        from mmaffect.features.audio import is_silent
-        from mmaffect.features.media import decode
-
+    def __call__(self, video: str | Path, heard: BackgroundTranscript | None = None) -> dict:
+        """The analysis of one file. ``heard``: a transcription of the same file started before this
+        analyzer loaded (``mmaffect analyze`` overlaps Whisper with loading torch and the models); it is
+        used when it ran the recogniser and sample rate this model's recipe asks for, else ignored."""
         started = time.perf_counter()
         video = Path(video)
-        media = decode(video, fps=self.config.fps, sample_rate=self.config.sample_rate, video=False) \
-            if _has_audio(video) else None
+        early = heard.wait() if heard is not None and self._same_listening(heard) else None
+        media, words = early if early is not None else self._listen(video)
         duration = media.duration if media is not None else _duration(video)
-        words = []
-        if self.recognizer is not None and media is not None and media.audio is not None \
-                and not is_silent(media.audio, sample_rate=media.sample_rate):
-            words = self.recognizer(media.audio, media.sample_rate).words
         windows = speech_windows(media.audio if media is not None else None, self.config.sample_rate, words, duration)
         windows = pad_windows(windows, self.pad, duration)
         items = [(f"segment{i:03d}", video, w.text, w.start, w.end) for i, w in enumerate(windows)]
@@ -200,6 +202,23 @@ class Analyzer:
                 "seconds": time.perf_counter() - started}
 
 
+    def _same_listening(self, heard: BackgroundTranscript) -> bool:
+        return self.recognizer is not None and heard.model_name == self.recognizer.model_name \
+            and heard.sample_rate == self.config.sample_rate
+
+    def _listen(self, video: Path) -> tuple[Media | None, list[Word]]:
+        """The file's audio at the recipe's rate and, when this analyzer transcribes, its words."""
+        from mmaffect.features.audio import is_silent
+        from mmaffect.features.media import decode
+
+        media = decode(video, fps=self.config.fps, sample_rate=self.config.sample_rate, video=False) \
+            if has_audio_stream(video) else None
+        if self.recognizer is None or media is None or media.audio is None \
+                or is_silent(media.audio, sample_rate=media.sample_rate):
+            return media, []
+        return media, self.recognizer(media.audio, media.sample_rate).words
+
+
 def _warnings(record: dict, modalities: list[str]) -> list[str]:
     """The extractor's warnings of a segment that concern the model's inputs (an empty transcript or a
     missing video track is no news for a voice-only model); non-finite audio samples always among
@@ -211,27 +230,6 @@ def _warnings(record: dict, modalities: list[str]) -> list[str]:
     if nonfinite and not any("NaN" in w or "non-finite" in w for w in warnings):
         warnings.append(f"audio has NaN/Inf samples ({100 * nonfinite:.3g} % of them, set to 0)")
     return warnings
-
-
-def _has_audio(path: Path) -> bool:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return bool(container.streams.audio)
-    except (av.error.FFmpegError, OSError):
-        return False
-
-
-def has_video_stream(path: str | Path, unreadable: bool = False) -> bool:
-    """Whether ``path`` has a video stream; ``unreadable`` is the answer for a file FFmpeg cannot open."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return bool(container.streams.video)
-    except (av.error.FFmpegError, OSError):
-        return unreadable
 
 
 def _duration(path: Path) -> float:

@@ -410,16 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _apply_threads(threads: int | None) -> None:
-    """One thread setting for the whole command: torch here, and through OMP_NUM_THREADS the extraction
-    workers and libraries started later. Commands read ``args.threads`` for their own pools (ASR, ...)."""
+    """One thread setting for the whole command, through OMP_NUM_THREADS: torch reads it when it loads
+    (it is not imported here, so a command can start work before torch's 1-3 s import; ``analyze``
+    does), as do the extraction workers and libraries started later. Commands read ``args.threads``
+    for their own pools (ASR, ...)."""
     if threads is None:
         return
     if threads < 1:
         raise ConfigError(f"--threads must be 1 or more, not {threads}")
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:  # loaded already (a test, or a caller of main()): its pool is sized
+        sys.modules["torch"].set_num_threads(threads)
 
 
 class _CurrentStderr(logging.StreamHandler):

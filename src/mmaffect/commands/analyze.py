@@ -52,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmaffect.analysis import Analyzer, format_table, has_video_stream, plot_timeline
+    from mmaffect.features.media import has_video_stream
     from mmaffect.io import check_output_file, write_json
 
     # refuse unusable output locations before the (long) analysis, not after it
@@ -70,8 +70,17 @@ def run(args: argparse.Namespace) -> int:
         command = "mmaffect train-analysis-model" + (" --voice" if voice else "")
         raise DataError(checkpoint, f"no {'voice ' if voice else ''}analysis model here; train it with "
                                     f"`{command}` or pass --checkpoint")
-    result = Analyzer(checkpoint, asr_model=args.asr_model, threads=getattr(args, "threads", None) or 1,
-                      asr=args.asr)(video)
+    threads = getattr(args, "threads", None) or 1
+    # Whisper starts on the file now, while torch and the models load, when the run is known to transcribe:
+    # --asr always, or the default video model (it reads text); the Analyzer checks it is the ASR it wants
+    heard = None
+    if args.asr == "always" or (args.asr == "auto" and not args.checkpoint and not voice):
+        from mmaffect.features.asr import BackgroundTranscript
+
+        heard = BackgroundTranscript(video, args.asr_model, threads=threads)
+    from mmaffect.analysis import Analyzer, format_table, plot_timeline
+
+    result = Analyzer(checkpoint, asr_model=args.asr_model, threads=threads, asr=args.asr)(video, heard=heard)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)

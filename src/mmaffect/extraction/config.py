@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mmaffect.errors import ConfigError
+from mmaffect.features.asr import ASR_SEED
 
 __all__ = ["ExtractItem", "SkippedRow", "ExtractConfig", "POLICY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION",
            "STORE_DIR", "META_FILE", "REPORT_FILE", "REPORT_COLUMNS", "LOCK_FILE", "RECORD_KEY", "ASR_SEED",
@@ -35,7 +36,6 @@ REPORT_FILE = "report.csv"
 REPORT_COLUMNS = ["id", "row", "path", "status", "reason", "warnings", "run", "asr_logprob", "asr_no_speech"]
 LOCK_FILE = ".lock"
 RECORD_KEY = "record"  # the item's JSON record, stored as a uint8 array in the same entry as its arrays
-ASR_SEED = 0
 AUDIO_ENCODERS = ("logmel", "whisper")  # optional frame-level audio representations (ExtractConfig.audio_encoders)
 FACE_BACKENDS = ("mediapipe", "tflite")  # ExtractConfig.face_backend; = mmaffect.features.face.BACKENDS
 # settings ExtractConfig.to_dict leaves out at these values: caches made before the setting existed have no

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mmaffect.errors import MediaError
-from mmaffect.extraction.config import ASR_SEED, RECORD_KEY, ExtractConfig, ExtractItem, config_hash
+from mmaffect.extraction.config import RECORD_KEY, ExtractConfig, ExtractItem, config_hash
 from mmaffect.features.asr import LOW_CONFIDENCE_LOGPROB
 
 __all__ = ["decode_record"]
@@ -240,10 +240,7 @@ class _Extractor:
         transcript, source, words = item.text, "given" if item.text is not None else "none", []
         want_asr = c.asr == "always" or (c.asr == "auto" and item.text is None)
         if want_asr and media.has_audio:
-            import ctranslate2
-
             tick = time.perf_counter()
-            ctranslate2.set_random_seed(ASR_SEED)  # temperature fallback samples: keep it reproducible
             result = self.asr()(media.audio, c.sample_rate)
             timings["asr"] = time.perf_counter() - tick
             words = [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3),

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Word", "Transcript", "SpeechRecognizer", "speech_segments", "packaged_whisper_dir",
-           "LOW_CONFIDENCE_LOGPROB"]
+__all__ = ["Word", "Transcript", "SpeechRecognizer", "BackgroundTranscript", "speech_segments",
+           "packaged_whisper_dir", "LOW_CONFIDENCE_LOGPROB"]
 
 ASR_SAMPLE_RATE = 16000  # Whisper and silero-vad work at 16 kHz
+ASR_SEED = 0  # of the samples Whisper draws when it falls back to a temperature above 0
 
 
 @dataclass
@@ -134,6 +135,11 @@ class SpeechRecognizer:
         language = self.language or ("en" if not model.model.is_multilingual else None)
         if y.size < ASR_SAMPLE_RATE // 10 or is_silent(y):
             return Transcript(text="", words=[], language=language or "en")
+        import ctranslate2
+
+        # the fallback samples come from the calling thread's generator: seeded here, the same audio gives the
+        # same words in every thread (BackgroundTranscript, extraction workers) and every run
+        ctranslate2.set_random_seed(ASR_SEED)
         segments, info = model.transcribe(
             y,
             language=language,
@@ -173,6 +179,44 @@ class SpeechRecognizer:
             out.no_speech_prob = float(np.dot(d, ns) / d.sum())
             out.compression_ratio = float(cr.max())
         return out
+
+
+class BackgroundTranscript:
+    """A file's audio decoded at ``sample_rate`` and transcribed in a thread, started at once.
+
+    Why: a cold ``mmaffect analyze`` otherwise pays Whisper (about 1-3 s on 2 cores) after importing
+    torch and loading the models (about as long), though neither needs the other. Whisper runs in C++
+    without the GIL, so the two overlap. :meth:`wait` gives ``(media, words)`` as
+    :class:`~mmaffect.analysis.Analyzer` would compute them, or ``None`` when the file could not be
+    decoded or transcribed: the caller then does it again itself and reports the problem its own way.
+    """
+
+    def __init__(self, path: str | Path, model: str | None = None, threads: int = 1,
+                 sample_rate: int = ASR_SAMPLE_RATE):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self._recognizer = SpeechRecognizer(model, threads=threads)
+        self.model_name = self._recognizer.model_name
+        self._result = None
+        self._thread = threading.Thread(target=self._run, name="mmaffect-asr", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from mmaffect.features.audio import is_silent
+        from mmaffect.features.media import decode, has_audio_stream
+
+        try:
+            media = decode(self.path, sample_rate=self.sample_rate, video=False) \
+                if has_audio_stream(self.path) else None
+            silent = media is None or media.audio is None or is_silent(media.audio, sample_rate=media.sample_rate)
+            self._result = (media, [] if silent else self._recognizer(media.audio, media.sample_rate).words)
+        except Exception:  # noqa: BLE001 -- the caller decodes again and reports the problem itself
+            self._result = None
+
+    def wait(self):
+        """``(media or None, words)`` once the thread is done, or ``None`` if it failed."""
+        self._thread.join()
+        return self._result
 
 
 _VAD = threading.local()  # one silero model per thread: it keeps recurrent state between chunks

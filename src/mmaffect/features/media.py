@@ -27,7 +27,7 @@ import numpy as np
 
 from mmaffect.errors import MediaError
 
-__all__ = ["Media", "decode"]
+__all__ = ["Media", "decode", "has_audio_stream", "has_video_stream"]
 
 # Timestamps come from integer pts in the stream's time base; 1 ms absorbs their rounding so a
 # frame stamped 0.49999 s still counts as "at" the 0.5 s sample time.
@@ -120,6 +120,24 @@ def _validate(
         raise ValueError(f"start must be >= 0 seconds, got {start!r}")
     if end is not None and not (math.isfinite(end) and end > (start or 0.0)):
         raise ValueError(f"end must be after start, got start={start!r} end={end!r}")
+
+
+def has_audio_stream(path: str | Path) -> bool:
+    """Whether FFmpeg can open ``path`` and it has an audio stream."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError):
+        return False
+
+
+def has_video_stream(path: str | Path, unreadable: bool = False) -> bool:
+    """Whether ``path`` has a video stream; ``unreadable`` is the answer for a file FFmpeg cannot open."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video)
+    except (av.error.FFmpegError, OSError):
+        return unreadable
 
 
 def decode(
