@@ -201,7 +201,6 @@ class Analyzer:
                            for i, r in failed.items()],
                 "seconds": time.perf_counter() - started}
 
-
     def _same_listening(self, heard: BackgroundTranscript) -> bool:
         return self.recognizer is not None and heard.model_name == self.recognizer.model_name \
             and heard.sample_rate == self.config.sample_rate

@@ -13,8 +13,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmaffect.features.media import Media
 
 __all__ = ["Word", "Transcript", "SpeechRecognizer", "BackgroundTranscript", "speech_segments",
            "packaged_whisper_dir", "LOW_CONFIDENCE_LOGPROB"]
@@ -213,7 +217,7 @@ class BackgroundTranscript:
         except Exception:  # noqa: BLE001 -- the caller decodes again and reports the problem itself
             self._result = None
 
-    def wait(self):
+    def wait(self) -> tuple[Media | None, list[Word]] | None:
         """``(media or None, words)`` once the thread is done, or ``None`` if it failed."""
         self._thread.join()
         return self._result
