@@ -185,7 +185,7 @@ def _fake_analysis(monkeypatch):
         def __init__(self, *args, **kwargs):
             pass
 
-        def __call__(self, video):
+        def __call__(self, video, heard=None):
             return result
 
     monkeypatch.setattr(mmaffect.analysis, "Analyzer", FakeAnalyzer)
