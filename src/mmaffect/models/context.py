@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from mmaffect.models import compm, context_rnn, context_transformer  # noqa: F401  (registers the other context models)
 from mmaffect.models.base import AffectModel, Heads, ModelSpec
 from mmaffect.models.blocks.prototypes import prototype_contrast, spcl_terms
-from mmaffect.models.context_common import one_turn_dialogues
+from mmaffect.models.context_common import one_turn_dialogues, turn_inputs
 from mmaffect.models.registry import register_model
 
 
@@ -72,14 +72,12 @@ class BCLSTM(AffectModel):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["turn_mask"]
-        inputs = {m: batch[f"{m}_dlg"] for m in self.modalities}
+        x = turn_inputs(batch, self.modalities)
         if not self.context:
-            inputs = {m: one_turn_dialogues(x, mask)[0] for m, x in inputs.items()}
-            mask = torch.ones(int(mask.sum()), 1, dtype=torch.bool, device=mask.device)
+            x, mask = one_turn_dialogues(x, mask)
         if self.unimodal is not None:
-            x = torch.cat([self.unimodal[m](inputs[m], mask) for m in self.modalities], dim=-1)
-        else:
-            x = torch.cat([inputs[m] for m in self.modalities], dim=-1)
+            parts = x.split([self.unimodal[m].width for m in self.modalities], dim=-1)
+            x = torch.cat([self.unimodal[m](part, mask) for m, part in zip(self.modalities, parts, strict=True)], -1)
         context = over_turns(self.lstm, self.project(x), mask)
         features = self.post(context[mask])
         return {**self.heads(features), "features": features}
@@ -94,6 +92,7 @@ class _UnimodalContext(nn.Module):
 
     def __init__(self, dim: int, hidden: int, dropout: float):
         super().__init__()
+        self.width = dim  # of its modality's slice of the turn inputs
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU())
         self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
         self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, hidden), nn.ReLU())
