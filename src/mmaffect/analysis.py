@@ -31,7 +31,7 @@ import torch
 
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.extras import require_face_backend
-from mmaffect.features.media import has_audio_stream, has_video_stream
+from mmaffect.features.media import has_video_stream
 from mmaffect.inference import LoadedModel
 from mmaffect.predictor import Predictor, audio_reader_options, load
 
@@ -207,15 +207,9 @@ class Analyzer:
 
     def _listen(self, video: Path) -> tuple[Media | None, list[Word]]:
         """The file's audio at the recipe's rate and, when this analyzer transcribes, its words."""
-        from mmaffect.features.audio import is_silent
-        from mmaffect.features.media import decode
+        from mmaffect.features.asr import listen
 
-        media = decode(video, fps=self.config.fps, sample_rate=self.config.sample_rate, video=False) \
-            if has_audio_stream(video) else None
-        if self.recognizer is None or media is None or media.audio is None \
-                or is_silent(media.audio, sample_rate=media.sample_rate):
-            return media, []
-        return media, self.recognizer(media.audio, media.sample_rate).words
+        return listen(video, self.recognizer, self.config.sample_rate)
 
 
 def _warnings(record: dict, modalities: list[str]) -> list[str]:

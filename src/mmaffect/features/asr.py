@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from mmaffect.features.media import Media
 
-__all__ = ["Word", "Transcript", "SpeechRecognizer", "BackgroundTranscript", "speech_segments",
+__all__ = ["Word", "Transcript", "SpeechRecognizer", "BackgroundTranscript", "listen", "speech_segments",
            "packaged_whisper_dir", "LOW_CONFIDENCE_LOGPROB"]
 
 ASR_SAMPLE_RATE = 16000  # Whisper and silero-vad work at 16 kHz
@@ -185,6 +185,20 @@ class SpeechRecognizer:
         return out
 
 
+def listen(path: str | Path, recognizer: SpeechRecognizer | None, sample_rate: int = ASR_SAMPLE_RATE
+           ) -> tuple[Media | None, list[Word]]:
+    """A file's audio at ``sample_rate`` (``None`` without an audio stream) and, when a ``recognizer`` is
+    given, its words (none for silence)."""
+    from mmaffect.features.audio import is_silent
+    from mmaffect.features.media import decode, has_audio_stream
+
+    media = decode(path, sample_rate=sample_rate, video=False) if has_audio_stream(path) else None
+    if recognizer is None or media is None or media.audio is None \
+            or is_silent(media.audio, sample_rate=media.sample_rate):
+        return media, []
+    return media, recognizer(media.audio, media.sample_rate).words
+
+
 class BackgroundTranscript:
     """A file's audio decoded at ``sample_rate`` and transcribed in a thread, started at once.
 
@@ -206,14 +220,8 @@ class BackgroundTranscript:
         self._thread.start()
 
     def _run(self) -> None:
-        from mmaffect.features.audio import is_silent
-        from mmaffect.features.media import decode, has_audio_stream
-
         try:
-            media = decode(self.path, sample_rate=self.sample_rate, video=False) \
-                if has_audio_stream(self.path) else None
-            silent = media is None or media.audio is None or is_silent(media.audio, sample_rate=media.sample_rate)
-            self._result = (media, [] if silent else self._recognizer(media.audio, media.sample_rate).words)
+            self._result = listen(self.path, self._recognizer, self.sample_rate)
         except Exception:  # noqa: BLE001 -- the caller decodes again and reports the problem itself
             self._result = None
 
