@@ -45,15 +45,16 @@ def write_corpus(path, flip_test: bool = False) -> str:
     return f"manifest:{path}"
 
 
-def write_encoder(path, dataset: str, fold: int | None = None) -> None:
-    """An (untrained-head) text-finetune checkpoint recorded as trained on ``dataset``."""
+def write_encoder(path, dataset: str, fold: int | None = None, other_dims: dict | None = None) -> None:
+    """An (untrained-head) text-finetune checkpoint recorded as trained on ``dataset``; ``other_dims``:
+    modalities besides text the corpus had (recorded, as training on a multimodal corpus records them)."""
     data = load_dataset(dataset)
     task = make_task(data)
-    spec = ModelSpec(dims={"t": data.modalities["t"].dim}, seq_dims={}, heads=task.heads)
+    spec = ModelSpec(dims={"t": data.modalities["t"].dim, **(other_dims or {})}, seq_dims={}, heads=task.heads)
     torch.manual_seed(0)
     model = create_model("text-finetune", spec, max_tokens=16)
     meta = {"format": 1, "model": "text-finetune", "model_args": {"max_tokens": 16}, "spec": spec.to_dict(),
-            "task": task.to_dict(), "dataset": dataset, "modalities": ["t"], "features": data.meta, "seed": 0,
+            "task": task.to_dict(), "dataset": dataset, "modalities": list(spec.dims), "features": data.meta, "seed": 0,
             "fold": fold, "best_epoch": 1, "train": dataclasses.asdict(TrainConfig())}
     save_tensors(path, prefixed(model.state_dict(), "model/"), meta)
 
@@ -101,6 +102,22 @@ def test_encoded_vectors_are_the_checkpoints_pooled_features_and_are_cached(corp
     monkeypatch.setattr(module, "encode_texts", lambda *a: pytest.fail("encoded twice"))
     again = with_encoded_text(data, dataset, folder / "encoder.safetensors")
     assert torch.equal(again.modalities["t"].vector, encoded.modalities["t"].vector)
+
+
+def test_an_encoder_fine_tuned_on_a_multimodal_corpus_encodes_its_text(corpus, tmp_path):
+    """text-finetune trained on mosi-bclstm records t, a and v; encoding reads only the text, and the other
+    modalities are kept rather than dropped (dropping them made loading the encoder fail)."""
+    from mmaffect.data.dataset import Modality
+    from mmaffect.data.encoded import encode_texts
+    from mmaffect.inference import load_model
+
+    folder, dataset = corpus
+    write_encoder(tmp_path / "multi.safetensors", dataset, other_dims={"a": 3})
+    data = load_dataset(dataset)
+    multi = dataclasses.replace(data, modalities={**data.modalities, "a": Modality(torch.randn(len(data), 3))})
+    vectors = encode_texts(multi, load_model(tmp_path / "multi.safetensors"))
+    text_only = encode_texts(data, load_model(folder / "encoder.safetensors"))
+    assert torch.allclose(vectors, text_only, atol=1e-6)
 
 
 def test_an_encoder_that_may_have_seen_the_test_rows_is_refused(corpus, tmp_path):

@@ -184,3 +184,34 @@ def test_sentiment2_splits_the_score_as_acc2_has0_does(monkeypatch):
     data = load_dataset("sentiment2:toy")
     assert data.label.tolist() == [0, 1, 1, 0]
     assert data.class_names == ["negative", "non-negative"] and data.default_task == "binary"
+
+
+def test_minilm_text_replaces_the_corpus_text_vectors(data_dir, monkeypatch):
+    """``text_encoder=minilm``: MOSI's text-CNN vectors (trained on its own training videos) give way to
+    sentence vectors of the transcripts, row for row; audio, video, labels and split stay as they were."""
+    from mmaffect.data import text_features
+
+    seen = []
+
+    def fake(texts, sequences):
+        seen.extend(texts)
+        return Modality(torch.tensor([[len(t), t.count(" ")] for t in texts], dtype=torch.float32)), \
+            {"text_encoder": "fake"}
+
+    monkeypatch.setattr(text_features, "text_modality", fake)
+    plain = load_dataset("sentiment2:mosi-bclstm", root=data_dir)
+    data = load_dataset("sentiment2:mosi-bclstm", root=data_dir, text_encoder="minilm")
+    assert seen == plain.text.tolist()
+    assert data.modalities["t"].vector[:, 0].tolist() == [float(len(t)) for t in plain.text]
+    assert torch.equal(data.modalities["a"].vector, plain.modalities["a"].vector)
+    assert torch.equal(data.label, plain.label) and (data.split == plain.split).all()
+    assert data.meta["text_encoder"] == "fake" and data.meta["text_replaced"].startswith("bc-LSTM release")
+
+
+def test_minilm_text_needs_raw_text():
+    from mmaffect.data.text_features import with_minilm_text
+
+    toy = AffectDataset(name="toy", ids=np.array(list("ab")), modalities={"a": Modality(torch.zeros(2, 2))},
+                        score=torch.tensor([0.5, -1.0]), split=np.array(["train", "test"]))
+    with pytest.raises(ConfigError, match="toy keeps no raw text"):
+        with_minilm_text(toy, "toy", sequences=False)

@@ -79,9 +79,10 @@ def encode_texts(data: AffectDataset, encoder: LoadedModel) -> Tensor:
     """(N, hidden) pooled sentence vectors of every row's text under a loaded encoder checkpoint."""
     from mmaffect.training.trainer import predict_outputs
 
-    # the checkpoint's input check wants its own text width; the vectors themselves are not read
+    # the checkpoint's input check wants its own text width; the vectors themselves are not read. The
+    # other modalities stay: an encoder fine-tuned on a multimodal corpus (mosi-bclstm) records them all
     width = encoder.model.spec.dims["t"]
-    data = replace(data, modalities={"t": Modality(torch.zeros(len(data), width))})
+    data = replace(data, modalities={**data.modalities, "t": Modality(torch.zeros(len(data), width))})
     rows = np.arange(len(data))
     # batches of 64 rows of similar length: a third less CPU than the training runs' 256 (less padding)
     outputs = predict_outputs(encoder.model, encoder.prepare(data, str(encoder.path)), rows, 64, keys=("features",))

@@ -64,9 +64,14 @@ def load_dataset(name: str, root: str | Path | None = None, sequences: bool = Fa
         sequences: also load per-step sequences where the source has them (costs memory).
         options: reader options of prefix readers (e.g. ``columns`` for ``manifest:``); registered
             datasets take none. ``text_encoder=CKPT`` (any dataset with raw text) replaces the text
-            vectors by a fine-tuned ``text-finetune`` checkpoint's (:mod:`mmaffect.data.encoded`).
+            vectors by a fine-tuned ``text-finetune`` checkpoint's (:mod:`mmaffect.data.encoded`),
+            ``text_encoder=minilm`` by the packaged frozen MiniLM's.
     """
     text_encoder = options.pop("text_encoder", None)
+    if text_encoder == "minilm":
+        from mmaffect.data.text_features import with_minilm_text
+
+        return with_minilm_text(load_dataset(name, root, sequences, **options), name, sequences)
     if text_encoder is not None:
         from mmaffect.data.encoded import with_encoded_text
 
