@@ -60,9 +60,11 @@ SELECT = {"iemocap6-text": "f1_weighted", "meld7-text": "f1_weighted", "mosi-bcl
           "sentiment2:mosi-bclstm": "loss"}
 HEADLINE = {"iemocap6-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
             "meld7-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
-            "mosi-bclstm": ("acc2_has0", "acc2_non0", "f1_has0", "mae", "corr"),
+            "mosi-bclstm": ("acc2_has0", "acc2_non0", "f1_has0", "acc7", "mae", "corr"),
             "sentiment2:mosi-bclstm": ("acc", "wacc", "f1_weighted", "f1_macro", "auc")}
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+# datasets with transcripts get the TF-IDF floor (MOSI as two classes: its transcripts are in the release)
+TEXT_FLOOR = {"iemocap6-text": True, "meld7-text": True, "sentiment2:mosi-bclstm": True}
 
 
 def tfidf_floor(dataset: str) -> dict:
@@ -167,16 +169,17 @@ def train_config(dataset: str) -> TrainConfig:
     return TrainConfig(epochs=60, batch_size=8, lr=1e-3, patience=10, select=SELECT[dataset])
 
 
-def experiment(dataset: str, variant: str, seeds: list[int], dataset_args: dict | None = None) -> ExperimentConfig:
+def experiment(dataset: str, variant: str, seeds: list[int], dataset_args: dict | None = None,
+               modalities: list[str] | None = None) -> ExperimentConfig:
     """The experiment of one variant (a searched variant: its base model, the grid, bc-lstm's recipe)."""
     if variant in SEARCHED:
         model, model_args = VARIANTS[SEARCHED[variant]]
         train = TrainConfig(epochs=60, batch_size=4, lr=1e-3, patience=20, select=SELECT[dataset])
         return ExperimentConfig(dataset=dataset, model=model, model_args=model_args, seeds=seeds, train=train,
-                                search=SEARCH_GRID, dataset_args=dataset_args or {})
+                                search=SEARCH_GRID, dataset_args=dataset_args or {}, modalities=modalities)
     model, model_args = VARIANTS[variant]
     return ExperimentConfig(dataset=dataset, model=model, model_args=model_args, seeds=seeds,
-                            train=train_config(dataset), dataset_args=dataset_args or {})
+                            train=train_config(dataset), dataset_args=dataset_args or {}, modalities=modalities)
 
 
 def markdown_table(paths: list[str]) -> str:
@@ -234,7 +237,9 @@ def encoder_record(dataset: str, checkpoint: str) -> dict:
     if trained.is_file():
         run = json.loads(trained.read_text())
         record |= {"finetune_seconds": run["seconds"], "finetune_seconds_per_epoch": run["seconds_per_epoch"],
-                   "finetune_epochs": run["epochs_run"], "finetune_test_f1_weighted": run["test"]["f1_weighted"]}
+                   "finetune_epochs": run["epochs_run"],
+                   # the dataset's first headline metric (f1_weighted for emotion, acc2_has0 for the MOSI score)
+                   f"finetune_test_{HEADLINE[dataset][0]}": run["test"][HEADLINE[dataset][0]]}
     return record
 
 
@@ -290,6 +295,7 @@ def run_with_encoder(args, output: str) -> None:
     """Every variant on the vectors of a fine-tuned encoder per seed (seed k reads encoder k)."""
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
     result = {"dataset": args.dataset, "threads": args.threads, "encoder_pattern": args.encoder,
+              "modalities": args.modalities,
               "note": "text vectors of seed k from the fine-tuned text-finetune checkpoint of seed k (trained on "
                       "the train split, epoch chosen on valid); test metrics mean ± sample std over seeds; "
                       "selection on validation only; timings inside the 2-slot queue, 1 thread",
@@ -311,7 +317,8 @@ def run_with_encoder(args, output: str) -> None:
         rundir = Path(args.workdir) / f"{args.dataset}_ft_{variant}"
         load_before = os.getloadavg()[0]
         for seed in args.seeds:
-            config = experiment(args.dataset, variant, [seed], {"text_encoder": encoder_for(args.encoder, seed)})
+            config = experiment(args.dataset, variant, [seed], {"text_encoder": encoder_for(args.encoder, seed)},
+                                args.modalities)
             run_experiment(config, rundir / f"encoder{seed}", progress=False)
         result["rows"][variant] = summarise_runs(rundir, HEADLINE[args.dataset], expected=len(args.seeds))
         result["rows"][variant]["load_average"] = [load_before, os.getloadavg()[0]]
@@ -342,6 +349,11 @@ def main() -> None:
                         help="text vectors from fine-tuned text-finetune checkpoints, one per seed: a path with "
                              "{seed} (e.g. runs/ft_s{seed}/seed{seed}); seed k reads encoder k; repeat it for "
                              "encoders kept in several places (the first pattern whose checkpoint exists wins)")
+    parser.add_argument("--modalities", type=lambda value: value.split(","), metavar="M,M",
+                        help="train on these modalities only (e.g. t,a)")
+    parser.add_argument("--minilm-text", dest="dataset_args", action="store_const", const={"text_encoder": "minilm"},
+                        default={}, help="text vectors from the frozen packaged MiniLM of the transcripts "
+                                     "(mosi-bclstm: instead of the bc-LSTM text CNN's)")
     args = parser.parse_args()
     if args.table:
         print(markdown_table(args.table))
@@ -373,12 +385,13 @@ def main() -> None:
         run_with_encoder(args, output)
         return
     previous = json.loads(Path(output).read_text()) if Path(output).exists() else {}
-    result = {"dataset": args.dataset, "threads": args.threads,
+    result = {"dataset": args.dataset, "threads": args.threads, "modalities": args.modalities,
+              "dataset_args": args.dataset_args,
               "note": previous.get("note", "test metrics mean ± sample std over seeds; selection on validation "
                                            "only; timings taken on the shared 2-core machine under load"),
               "rows": previous.get("rows", {})}
     for variant in args.variants.split(","):
-        config = experiment(args.dataset, variant, args.seeds)
+        config = experiment(args.dataset, variant, args.seeds, args.dataset_args, args.modalities)
         rundir = Path(args.workdir) / f"{stem}_{variant}"
         load_before = os.getloadavg()[0]
         run_experiment(config, rundir, progress=False)
@@ -391,7 +404,7 @@ def main() -> None:
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
               f"{result['rows'][variant]['seconds_per_epoch']:.2f} s/epoch", flush=True)
     # the floor last: under load its six fits take minutes, and the neural rows matter more
-    if args.dataset.endswith("-text") and not args.no_floor and "tfidf-logreg" not in result["rows"]:
+    if TEXT_FLOOR.get(args.dataset) and not args.no_floor and "tfidf-logreg" not in result["rows"]:
         result["rows"]["tfidf-logreg"] = tfidf_floor(args.dataset)
         write_json(output, result)
     print(json.dumps({"output": output}))

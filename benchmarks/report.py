@@ -22,6 +22,8 @@ Which command writes which file:
 * ``python benchmarks/seeds_000_002.py --work DIR``: ``seeds_000_002.json``;
 * ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
 * ``python benchmarks/zoo.py --work DIR``: ``zoo_*.json``;
+* ``bash benchmarks/mosi_text.sh``: ``context_*mosi-bclstm_{minilm,finetuned*}.json`` and
+  ``context_floor_*.json`` (MOSI with MiniLM text vectors of the transcripts, frozen or fine-tuned);
 * ``bash benchmarks/engine.sh``: ``context_*_finetuned.json`` (the text-finetune encoders, their own heads
   being the text-finetune rows, and the context models on them), ``mosi-bclstm_bc-lstm*.json`` and
   (through ``benchmarks/context_floor.py``) ``context_floor.json``.
@@ -287,6 +289,95 @@ def context_finetuned() -> str:
         rows.append([dataset, f"*published, same split:* {refs}"] + [""] * 8)
     return markdown(["dataset", "variant", "f1_weighted", "acc", "UA (wacc)", "f1_macro", "per-class F1",
                      "seeds", "s/epoch", "s/run"], rows)
+
+
+MOSI_TEXT_VARIANTS = ["bc-lstm-nocontext", "bc-lstm", "dialogue-rnn-nocontext", "dialogue-rnn-causal",
+                      "dialogue-rnn-bi", "turn-transformer-nocontext", "turn-transformer-causal", "turn-transformer-bi"]
+
+
+# the ridge floor regresses the score: its two-class accuracy is acc2_has0 and its weighted F1 f1_has0
+FLOOR_AS = {"acc": "acc2_has0", "f1_weighted": "f1_has0"}
+
+
+def _floor_cells(floor: dict, name: str, metrics: list[str]) -> list[str]:
+    """A ridge context-floor row's test metrics: one fit (a number) or one per encoder (mean ± std);
+    "–" where a regression has no such metric (UA)."""
+    test = floor["rows"][name]["test"]
+    cells = []
+    for metric in metrics:
+        key = FLOOR_AS.get(metric, metric)
+        if key not in test:
+            cells.append("–")
+        elif isinstance(test[key], float):
+            cells.append(f"{test[key]:.{digits(key)}f}")
+        else:
+            cells.append(cell(test, key))
+    return cells
+
+
+def _mosi_text_rows(result: str, vectors: str, modalities: str, metrics: list[str], floor: str | None = None
+                    ) -> list[list[str]]:
+    """The rows of one ``context_models.py`` result on MOSI (with its ridge floor first, if given)."""
+    rows = []
+    if floor is not None:
+        ridge = load(floor)
+        seeds = ",".join(map(str, ridge.get("seeds", []))) or "–"
+        for name, label in (("utterance", "*floor:* ridge, utterance alone"),
+                            ("utterance+context", "*floor:* ridge, [utterance, mean of the video's others]")):
+            rows.append([vectors, modalities, label, *_floor_cells(ridge, name, metrics), seeds, "–",
+                         f"{ridge['rows'][name]['seconds']:.1f}"])
+    runs = load(result)["rows"]
+    for variant in ["text-finetune", *MOSI_TEXT_VARIANTS]:
+        r = runs.get(variant)
+        if r is None:
+            continue
+        name, mods = ("text-finetune (the encoder's own head)", "t") if variant == "text-finetune" else (variant,
+                                                                                                        modalities)
+        seeds = ",".join(map(str, r["seeds"])) + ("" if r["complete"] else " (unfinished)")
+        rows.append([vectors, mods, name, *[cell(r["test"], m) for m in metrics], seeds,
+                     f"{r['seconds_per_epoch']:.2f}", f"{r['seconds_per_run']:.0f}"])
+    return rows
+
+
+def context_mosi_text() -> str:
+    """MOSI as bc-LSTM's two classes with text vectors that did not see the corpus (frozen or fine-tuned
+    MiniLM of the transcripts), beside the release's text-CNN vectors, ridge floors and published rows."""
+    metrics = ["acc", "f1_weighted", "wacc"]
+    header = ["text vectors", "modalities", "model", "acc (= acc2_has0)", "f1_weighted", "UA (wacc)", "seeds",
+              "s/epoch", "s/run"]
+    release = load("context_sentiment2_mosi-bclstm.json")["rows"]
+    rows = [["bc-LSTM release (text CNN trained on the training videos)", "t+a+v", variant,
+             *[cell(release[variant]["test"], m) for m in metrics], ",".join(map(str, release[variant]["seeds"])),
+             f"{release[variant]['seconds_per_epoch']:.2f}", f"{release[variant]['seconds_per_run']:.0f}"]
+            for variant in ("bc-lstm-nocontext", "bc-lstm")]
+    tfidf = load("context_sentiment2_mosi-bclstm_minilm.json")["rows"]["tfidf-logreg"]
+    rows.append(["TF-IDF of the transcripts (word 1-2 grams)", "t",
+                 f"*floor:* TF-IDF logistic regression (C={tfidf['C']:g})",
+                 *[f"{tfidf['test'][m]:.1f}" for m in metrics], "–", "–", f"{tfidf['seconds']:.1f}"])
+    rows += _mosi_text_rows("context_sentiment2_mosi-bclstm_minilm.json", "MiniLM, frozen", "t+a", metrics,
+                            "context_floor_minilm.json")
+    tuned = "MiniLM fine-tuned on the training videos"
+    rows += _mosi_text_rows("context_sentiment2_mosi-bclstm_finetuned.json", tuned, "t+a", metrics,
+                            "context_floor_sentiment2_mosi-bclstm_finetuned.json")
+    for mods in ("t", "tav"):
+        rows += [row for row in _mosi_text_rows(f"context_sentiment2_mosi-bclstm_finetuned_{mods}.json", tuned,
+                                                "+".join(mods), metrics) if not row[2].startswith("text-finetune")]
+    for ref in load("mosi-bclstm_bc-lstm.json")["published"]:
+        if ref["comparable"] and ref["metric"] == "acc2_has0":
+            rows.append(["", "", f"*published, same split:* {ref['model']}", f"{ref['value']:g}"] + [""] * 5)
+    return markdown(header, rows)
+
+
+def context_mosi_regression() -> str:
+    """The same with the sentiment score regressed (the field's full metric set): fine-tuned MiniLM + audio."""
+    metrics = ["acc2_has0", "f1_has0", "acc2_non0", "acc7", "mae", "corr"]
+    rows = _mosi_text_rows("context_mosi-bclstm_finetuned.json", "MiniLM fine-tuned on the training videos",
+                           "t+a", metrics, "context_floor_mosi-bclstm_finetuned.json")
+    for ref in load("mosi-bclstm_bc-lstm.json")["published"]:
+        if ref["comparable"]:
+            rows.append(["", "", f"*published, same split:* {ref['model']}"]
+                        + [f"{ref['value']:g}" if m == ref["metric"] else "" for m in metrics] + [""] * 3)
+    return markdown(["text vectors", "modalities", "model", *metrics, "seeds", "s/epoch", "s/run"], rows)
 
 
 def small_data() -> str:
@@ -570,7 +661,8 @@ def speech_extraction() -> str:
 
 TABLES = {"mosi": mosi, "ablation": ablation, "emotion": emotion, "emotion-floors": emotion_floors,
           "finetune": finetune, "context": context, "context-models": context_models,
-          "context-finetuned": context_finetuned, "small-data": small_data,
+          "context-finetuned": context_finetuned, "context-mosi-text": context_mosi_text,
+          "context-mosi-regression": context_mosi_regression, "small-data": small_data,
           "seeds-mosi": seeds_mosi, "seeds-mosi-selection": seeds_mosi_selection,
           "seeds-mosi-switches": seeds_mosi_switches, "seeds-runtime": seeds_runtime,
           "seeds-000-002": seeds_000_002, "int2-heads": int2_heads, "seeds-text": seeds_text,
