@@ -276,3 +276,17 @@ def test_a_token_model_gets_the_raw_text(trained, tmp_path):
     single, pair = predictor.predict(text="glad"), predictor.predict(text=["glad", "awful sad poor the day"])
     assert single["probabilities"] == pytest.approx(pair[0]["probabilities"], abs=1e-5)
     assert pair[0]["probabilities"] != pytest.approx(pair[1]["probabilities"], abs=1e-4)  # the text matters
+
+
+def test_a_model_on_replaced_text_vectors_is_evaluated_on_them(fake_text, tmp_path, data_dir):
+    """``dataset_args.text_encoder`` is part of the recipe: evaluating on the dataset's name rebuilds the
+    text vectors the model was trained on (here 64 hashed-bag dims), not MOSI's own 100-d text CNN ones."""
+    out = tmp_path / "run"
+    assert main(["--threads", "1", "train", "--dataset", "sentiment2:mosi-bclstm", "--model", "linear",
+                 "--modalities", "t", "--set", "dataset_args.text_encoder=minilm", "--seeds", "1",
+                 "--output", str(out), "--quiet"]) == 0
+    trained = json.loads((out / "results.json").read_text())["test"]["acc"]["mean"]
+    metrics = tmp_path / "m.json"
+    assert main(["evaluate", "--checkpoint", str(out), "--dataset", "sentiment2:mosi-bclstm",
+                 "--json", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["acc"] == pytest.approx(trained)

@@ -281,11 +281,12 @@ class Predictor:
             raise ConfigError("--columns and --features apply to manifest:FILE datasets only")
         from mmaffect.data.registry import load_dataset
 
-        options = {}
+        trained = self.recipe.dataset_args
+        # the text vectors it was trained on (frozen MiniLM's or a fine-tuned encoder's), not the corpus's own
+        options = {"text_encoder": trained["text_encoder"]} if "text_encoder" in trained else {}
         if dataset.startswith("cache:"):
             # read the cache as the model was trained on it: which audio representation, speaker norm
-            trained = self.recipe.dataset_args
-            options = {k: trained[k] for k in ("audio_vector", "audio_sequence", "speaker_norm") if k in trained}
+            options |= {k: trained[k] for k in ("audio_vector", "audio_sequence", "speaker_norm") if k in trained}
             if self.recipe.step_fps is not None:
                 options["fps"] = self.recipe.step_fps  # the sequence steps the model was trained on
         data = load_dataset(dataset, sequences=self.sequences, **options)
