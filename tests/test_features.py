@@ -173,10 +173,11 @@ def test_audio_lld_values_on_known_signals():
         assert x[:, col["rms"]].mean() == pytest.approx(0.5 / np.sqrt(2), rel=1e-3)  # A / sqrt(2)
         assert x[:, col["zcr"]].mean() == pytest.approx(2 * freq / SR, rel=0.02)  # two crossings per period
         assert chroma[int(x[:, [col[c] for c in chroma]].mean(0).argmax())] == note
-    # MFCC: digital silence sits exactly on the -100 dB floor, the same in every frame; noise is far above
+    # MFCC: digital silence sits exactly on the -100 dB floor, the same in every frame; noise is far above.
+    # "The same" up to float rounding: the DCT of identical rows may differ by ~1e-14 with the CPU's SIMD path
     silent = audio_lld(mf.silence(1.0))
     noise = audio_lld((0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32))[5:-5]
-    assert np.ptp(silent[:, :40], axis=0).max() == 0 and np.abs(silent[:, 20:40]).max() < 1e-6  # no deltas
+    assert np.ptp(silent[:, :40], axis=0).max() < 1e-6 and np.abs(silent[:, 20:40]).max() < 1e-6  # no deltas
     assert noise[:, col["mfcc00"]].mean() > silent[0, col["mfcc00"]] + 400
     assert noise[:, 1:20].std(axis=0).min() > 0.5  # noise varies frame to frame
     assert np.median(noise[:, col["spectral_centroid"]]) == pytest.approx(SR / 4, rel=0.05)  # white: band centre
