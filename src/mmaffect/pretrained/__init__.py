@@ -57,6 +57,8 @@ CATALOG: dict[str, Entry] = {e.name: e for e in (
           "all-MiniLM-L6-v2 sentence vectors", "text"),
     Entry("sentiment-mosi", "sentiment score in [-3, 3] (CMU-MOSI): ef-mlp on the bc-LSTM utterance features",
           "CMU-MOSI's bc-LSTM feature vectors only (they cannot be extracted from a new video)"),
+    Entry("sentiment-mosi-text", "sentiment score on CMU-MOSI's scale (-3 to 3) of an utterance's text: the packaged "
+          "all-MiniLM-L6-v2 fine-tuned end to end on the MOSI training transcripts (text-finetune)", "text"),
 )}
 
 
