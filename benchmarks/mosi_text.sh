@@ -10,7 +10,8 @@
 # (seeds 0-4; seed k reads encoder k), the ridge context floor on the same vectors, and two side rows:
 # text alone, and with the release's 3D-CNN video vectors (trained on the training videos, like the text CNN).
 # Finished runs in out/ are read back, not retrained. Writes benchmarks/results/context_*mosi-bclstm_{minilm,
-# finetuned,finetuned_t,finetuned_tav}.json and context_floor_*.json; `python benchmarks/report.py` prints them.
+# finetuned,finetuned_t,finetuned_tav}.json, context_floor_*.json and sentiment2_mosi-bclstm_text-finetune-window2.json;
+# `python benchmarks/report.py` prints them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -39,6 +40,12 @@ for dataset_epochs in sentiment2:mosi-bclstm=3 mosi-bclstm=6; do
   python benchmarks/context_floor.py --dataset "$dataset" --text-encoder "$encoder" --seeds $SEEDS \
     --output "$RESULTS/context_floor_${stem}_finetuned.json"
 done
+# the fine-tuned encoder reading the 2 previous utterances of its video too (causal): one video per batch, as the
+# engine's default of 16 dialogues leaves 2 updates per epoch on 52 training videos
+mmaffect --threads 1 train --quiet --seeds 5 --epochs 3 --dataset sentiment2:mosi-bclstm --model text-finetune \
+  --set model_args.context_turns=2 --set train.batch_size=1 --output "$OUT/sentiment2_mosi-bclstm/text-finetune-window2"
+cp "$OUT/sentiment2_mosi-bclstm/text-finetune-window2/results.json" \
+  "$RESULTS/sentiment2_mosi-bclstm_text-finetune-window2.json"
 for modalities in t t,a,v; do
   python benchmarks/context_models.py --dataset sentiment2:mosi-bclstm --modalities "$modalities" --seeds $SEEDS \
     --encoder "$OUT/sentiment2_mosi-bclstm/text-finetune/seed{seed}" --variants "$SIDE" \

@@ -22,8 +22,9 @@ Which command writes which file:
 * ``python benchmarks/seeds_000_002.py --work DIR``: ``seeds_000_002.json``;
 * ``bash benchmarks/vs_mmsa/run.sh``: ``vs_mmsa.json``;
 * ``python benchmarks/zoo.py --work DIR``: ``zoo_*.json``;
-* ``bash benchmarks/mosi_text.sh``: ``context_*mosi-bclstm_{minilm,finetuned*}.json`` and
-  ``context_floor_*.json`` (MOSI with MiniLM text vectors of the transcripts, frozen or fine-tuned);
+* ``bash benchmarks/mosi_text.sh``: ``context_*mosi-bclstm_{minilm,finetuned*}.json``,
+  ``context_floor_*.json`` and ``sentiment2_mosi-bclstm_text-finetune-window2.json`` (MOSI with MiniLM
+  text vectors of the transcripts, frozen or fine-tuned);
 * ``bash benchmarks/engine.sh``: ``context_*_finetuned.json`` (the text-finetune encoders, their own heads
   being the text-finetune rows, and the context models on them), ``mosi-bclstm_bc-lstm*.json`` and
   (through ``benchmarks/context_floor.py``) ``context_floor.json``.
@@ -359,6 +360,10 @@ def context_mosi_text() -> str:
     tuned = "MiniLM fine-tuned on the training videos"
     rows += _mosi_text_rows("context_sentiment2_mosi-bclstm_finetuned.json", tuned, "t+a", metrics,
                             "context_floor_sentiment2_mosi-bclstm_finetuned.json")
+    window = load("sentiment2_mosi-bclstm_text-finetune-window2.json")
+    rows.append([tuned, "t", "text-finetune, the 2 previous utterances in its window (causal)",
+                 *[cell(window["test"], m) for m in metrics], ",".join(map(str, window["seeds"])),
+                 f"{window['seconds_per_epoch']:.2f}", f"{window['train_seconds'] / len(window['seeds']):.0f}"])
     for mods in ("t", "tav"):
         rows += [row for row in _mosi_text_rows(f"context_sentiment2_mosi-bclstm_finetuned_{mods}.json", tuned,
                                                 "+".join(mods), metrics) if not row[2].startswith("text-finetune")]
