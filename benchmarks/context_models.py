@@ -64,7 +64,7 @@ HEADLINE = {"iemocap6-text": ("f1_weighted", "acc", "wacc", "f1_macro"),
             "sentiment2:mosi-bclstm": ("acc", "wacc", "f1_weighted", "f1_macro", "auc")}
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 # datasets with transcripts get the TF-IDF floor (MOSI as two classes: its transcripts are in the release)
-TEXT_FLOOR = {"iemocap6-text": True, "meld7-text": True, "sentiment2:mosi-bclstm": True}
+TEXT_FLOOR = {"iemocap6-text", "meld7-text", "sentiment2:mosi-bclstm"}
 
 
 def tfidf_floor(dataset: str) -> dict:
@@ -404,7 +404,7 @@ def main() -> None:
         print(variant, "  ".join(f"{m} {v['mean']:.2f}±{v['std']:.2f}" for m, v in test.items()),
               f"{result['rows'][variant]['seconds_per_epoch']:.2f} s/epoch", flush=True)
     # the floor last: under load its six fits take minutes, and the neural rows matter more
-    if TEXT_FLOOR.get(args.dataset) and not args.no_floor and "tfidf-logreg" not in result["rows"]:
+    if args.dataset in TEXT_FLOOR and not args.no_floor and "tfidf-logreg" not in result["rows"]:
         result["rows"]["tfidf-logreg"] = tfidf_floor(args.dataset)
         write_json(output, result)
     print(json.dumps({"output": output}))

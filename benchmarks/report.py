@@ -292,8 +292,8 @@ def context_finetuned() -> str:
                      "seeds", "s/epoch", "s/run"], rows)
 
 
-MOSI_TEXT_VARIANTS = ["bc-lstm-nocontext", "bc-lstm", "dialogue-rnn-nocontext", "dialogue-rnn-causal",
-                      "dialogue-rnn-bi", "turn-transformer-nocontext", "turn-transformer-causal", "turn-transformer-bi"]
+MOSI_TEXT_VARIANTS = ("bc-lstm-nocontext", "bc-lstm", "dialogue-rnn-nocontext", "dialogue-rnn-causal",
+                      "dialogue-rnn-bi", "turn-transformer-nocontext", "turn-transformer-causal", "turn-transformer-bi")
 
 
 # the ridge floor regresses the score: its two-class accuracy is acc2_has0 and its weighted F1 f1_has0
@@ -316,9 +316,10 @@ def _floor_cells(floor: dict, name: str, metrics: list[str]) -> list[str]:
     return cells
 
 
-def _mosi_text_rows(result: str, vectors: str, modalities: str, metrics: list[str], floor: str | None = None
-                    ) -> list[list[str]]:
-    """The rows of one ``context_models.py`` result on MOSI (with its ridge floor first, if given)."""
+def _mosi_text_rows(result: str, vectors: str, modalities: str, metrics: list[str], floor: str | None = None,
+                    variants: tuple[str, ...] = ("text-finetune", *MOSI_TEXT_VARIANTS)) -> list[list[str]]:
+    """The rows of ``variants`` in one ``context_models.py`` result on MOSI (with its ridge floor first, if
+    given); a variant the result lacks is left out."""
     rows = []
     if floor is not None:
         ridge = load(floor)
@@ -328,7 +329,7 @@ def _mosi_text_rows(result: str, vectors: str, modalities: str, metrics: list[st
             rows.append([vectors, modalities, label, *_floor_cells(ridge, name, metrics), seeds, "–",
                          f"{ridge['rows'][name]['seconds']:.1f}"])
     runs = load(result)["rows"]
-    for variant in ["text-finetune", *MOSI_TEXT_VARIANTS]:
+    for variant in variants:
         r = runs.get(variant)
         if r is None:
             continue
@@ -346,11 +347,8 @@ def context_mosi_text() -> str:
     metrics = ["acc", "f1_weighted", "wacc"]
     header = ["text vectors", "modalities", "model", "acc (= acc2_has0)", "f1_weighted", "UA (wacc)", "seeds",
               "s/epoch", "s/run"]
-    release = load("context_sentiment2_mosi-bclstm.json")["rows"]
-    rows = [["bc-LSTM release (text CNN trained on the training videos)", "t+a+v", variant,
-             *[cell(release[variant]["test"], m) for m in metrics], ",".join(map(str, release[variant]["seeds"])),
-             f"{release[variant]['seconds_per_epoch']:.2f}", f"{release[variant]['seconds_per_run']:.0f}"]
-            for variant in ("bc-lstm-nocontext", "bc-lstm")]
+    rows = _mosi_text_rows("context_sentiment2_mosi-bclstm.json", "bc-LSTM release (text CNN trained on the "
+                           "training videos)", "t+a+v", metrics, variants=("bc-lstm-nocontext", "bc-lstm"))
     tfidf = load("context_sentiment2_mosi-bclstm_minilm.json")["rows"]["tfidf-logreg"]
     rows.append(["TF-IDF of the transcripts (word 1-2 grams)", "t",
                  f"*floor:* TF-IDF logistic regression (C={tfidf['C']:g})",
@@ -365,8 +363,8 @@ def context_mosi_text() -> str:
                  *[cell(window["test"], m) for m in metrics], ",".join(map(str, window["seeds"])),
                  f"{window['seconds_per_epoch']:.2f}", f"{window['train_seconds'] / len(window['seeds']):.0f}"])
     for mods in ("t", "tav"):
-        rows += [row for row in _mosi_text_rows(f"context_sentiment2_mosi-bclstm_finetuned_{mods}.json", tuned,
-                                                "+".join(mods), metrics) if not row[2].startswith("text-finetune")]
+        rows += _mosi_text_rows(f"context_sentiment2_mosi-bclstm_finetuned_{mods}.json", tuned, "+".join(mods),
+                                metrics, variants=MOSI_TEXT_VARIANTS)
     for ref in load("mosi-bclstm_bc-lstm.json")["published"]:
         if ref["comparable"] and ref["metric"] == "acc2_has0":
             rows.append(["", "", f"*published, same split:* {ref['model']}", f"{ref['value']:g}"] + [""] * 5)
