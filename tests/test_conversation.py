@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mmaffect
+from mmaffect.conversation import Conversation
 from mmaffect.data import load_dataset
 from mmaffect.data.encoded import with_encoded_text
 from mmaffect.errors import ConfigError, DataError
@@ -155,7 +156,7 @@ def test_online_predictions_equal_the_batch_predictions(corpus, tmp_path, model,
     train(dataset, tmp_path / "run", model, model_args, encoder=folder / "encoder.safetensors" if encoder else None)
     batch = pd.read_csv(tmp_path / "run" / "seed0" / "predictions.csv").set_index("id")  # all test dialogues at once
     rows = pd.read_csv(folder / "dialogues.csv")
-    conversation = mmaffect.load(tmp_path / "run").conversation()
+    conversation = Conversation(mmaffect.load(tmp_path / "run"))
     for dialogue in ("d10", "d11"):
         conversation.reset()
         for turn in rows[rows["dialogue_id"] == dialogue].itertuples():
@@ -171,9 +172,9 @@ def test_a_bidirectional_model_or_bad_turns_are_refused(corpus, tmp_path):
     folder, dataset = corpus
     train(dataset, tmp_path / "bi", "turn-transformer", {"causal": False})
     with pytest.raises(ConfigError, match="needs a causal model"):
-        mmaffect.load(tmp_path / "bi").conversation()
+        Conversation(mmaffect.load(tmp_path / "bi"))
     train(dataset, tmp_path / "causal", "turn-transformer", {"causal": True})
-    conversation = mmaffect.load(tmp_path / "causal").conversation()
+    conversation = Conversation(mmaffect.load(tmp_path / "causal"))
     with pytest.raises(ConfigError, match="empty text"):
         conversation.add("A", "  ")
     with pytest.raises(ConfigError, match="speaker"):

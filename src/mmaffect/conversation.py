@@ -1,7 +1,8 @@
 """Emotion in a live conversation, one turn at a time, with a causal (online) context model.
 
     >>> import mmaffect
-    >>> conv = mmaffect.load("runs/iemocap-drnn-causal").conversation()
+    >>> from mmaffect.conversation import Conversation
+    >>> conv = Conversation(mmaffect.load("runs/iemocap-drnn-causal"))
     >>> conv.add("A", "I got the job!")
     {'label': 'exc', 'probabilities': {...}, 'turn': 0, 'speaker': 'A'}
     >>> conv.add("B", "No way. That's wonderful.")       # read with turn 0 as its context
@@ -47,8 +48,9 @@ def is_online(model: torch.nn.Module) -> bool:
 class Conversation:
     """One live dialogue: add turns in order, get each turn's prediction as it arrives.
 
-    Build it with :meth:`mmaffect.predictor.Predictor.conversation`. ``turns`` lists the
-    ``(speaker, text)`` pairs so far; :meth:`reset` starts a new dialogue with the same model.
+    Build it on a loaded model, ``Conversation(mmaffect.load(CKPT))`` (this module builds on the predictor,
+    not the other way round). ``turns`` lists the ``(speaker, text)`` pairs so far; :meth:`reset` starts a
+    new dialogue with the same model.
     """
 
     def __init__(self, predictor: Predictor):

@@ -41,7 +41,6 @@ from mmaffect.training.trainer import total_loss
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mmaffect.conversation import Conversation
     from mmaffect.data.manifest import Manifest, ManifestRow
 
 log = logging.getLogger(__name__)
@@ -181,13 +180,6 @@ class Predictor:
         data = self.text_features(texts)
         records = self.records(self.outputs(data))
         return records[0] if single else records
-
-    def conversation(self) -> Conversation:
-        """A live dialogue: ``.add(speaker, text)`` predicts each new turn from the turns so far (causal
-        context models only; :mod:`mmaffect.conversation`)."""
-        from mmaffect.conversation import Conversation
-
-        return Conversation(self)
 
     def text_features(self, texts: list[str]) -> AffectDataset:
         """The text modality of ``texts``, embedded with the checkpoint's text encoder."""
